@@ -1,0 +1,89 @@
+"""The network: cached decoding is the same computation as a full pass, and the real
+weights give the reference's encoder output and logits."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import load_reference
+from whisper_cli.audio import load_audio
+from whisper_cli.constants import N_FRAMES, N_SAMPLES
+from whisper_cli.features import log_mel_spectrogram, pad_or_trim
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    return tiny_model.model
+
+
+def _features(model, seed=0, batch=1):
+    generator = torch.Generator().manual_seed(seed)
+    mel = torch.randn(batch, model.dims.n_mels, N_FRAMES, generator=generator)
+    return model.encoder(mel)
+
+
+def test_encoder_output_shape(tiny):
+    features = _features(tiny, batch=2)
+    assert features.shape == (2, tiny.dims.n_audio_ctx, tiny.dims.n_audio_state)
+
+
+def test_step_by_step_decoding_equals_one_pass(tiny):
+    features = _features(tiny)
+    tokens = torch.tensor([[50258, 50259, 50359, 50364, 400, 401, 402, 50400]])
+    full = tiny.decoder(tokens, tiny.decoder.new_cache(features, 1))
+    cache = tiny.decoder.new_cache(features, 1)
+    steps = [tiny.decoder(tokens[:, :3], cache)]
+    steps += [tiny.decoder(tokens[:, i : i + 1], cache) for i in range(3, tokens.shape[1])]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_rows_sharing_audio_equal_rows_with_copied_audio(tiny):
+    """Beams fold into the query length of their audio's cross-attention."""
+    features = _features(tiny, batch=2)
+    tokens = torch.tensor([[50258, 50259, 50359, 7], [50258, 50259, 50359, 9]] * 2)  # 4 rows
+    shared = tiny.decoder(tokens, tiny.decoder.new_cache(features, 4))  # 2 rows per audio
+    copied = features.repeat_interleave(2, dim=0)
+    separate = tiny.decoder(tokens, tiny.decoder.new_cache(copied, 4))
+    torch.testing.assert_close(shared, separate, atol=1e-5, rtol=1e-5)
+
+
+def test_collecting_attention_scores_does_not_change_the_output(tiny):
+    features = _features(tiny)
+    tokens = torch.tensor([[50258, 50259, 50359, 50363, 300, 301, 50257]])
+    plain = tiny.decoder(tokens, tiny.decoder.new_cache(features, 1))
+    scores: list[torch.Tensor] = []
+    with_scores = tiny.decoder(tokens, tiny.decoder.new_cache(features, 1), scores)
+    torch.testing.assert_close(plain, with_scores, atol=1e-5, rtol=1e-5)
+    assert len(scores) == tiny.dims.n_text_layer
+    assert scores[0].shape == (1, tiny.dims.n_text_head, tokens.shape[1], tiny.dims.n_audio_ctx)
+
+
+def test_cache_reorder_follows_the_chosen_rows(tiny):
+    features = _features(tiny)
+    tokens = torch.tensor([[50258, 11], [50258, 22]])
+    cache = tiny.decoder.new_cache(features, 2)
+    tiny.decoder(tokens, cache)
+    cache.reorder(torch.tensor([1, 1]))
+    nxt = tiny.decoder(torch.tensor([[5], [5]]), cache)
+    torch.testing.assert_close(nxt[0], nxt[1])
+    expected = tiny.decoder(torch.tensor([[50258, 22, 5]]), tiny.decoder.new_cache(features, 1))
+    torch.testing.assert_close(nxt[0, -1], expected[0, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.real_model
+def test_encoder_output_and_first_step_logits_match_the_reference(real_model, audio_dir):
+    reference = load_reference("logits.npz")
+    audio = load_audio(audio_dir / "en_ls_1995-1837-0001.wav")
+    mel = pad_or_trim(log_mel_spectrogram(audio, 80, padding=N_SAMPLES), N_FRAMES)
+    model = real_model.model
+    with torch.inference_mode():
+        features = model.encoder(mel[None])
+        assert list(features.shape) == reference["encoder_out_shape"].tolist()
+        encoder_difference = np.abs(features[0, ::50].numpy() - reference["encoder_out_every50"])
+        assert encoder_difference.max() < 1e-3
+        for name in ("sot", "sot_notimestamps"):
+            tokens = torch.tensor(reference[f"tokens_{name}"])[None]
+            hidden = model.decoder(tokens, model.decoder.new_cache(features, 1))
+            logits = model.decoder.logits(hidden[0, -1]).numpy()
+            difference = np.abs(logits - reference[f"logits_{name}"]).max()
+            assert difference < 1e-3, f"{name}: max |Δ logits| = {difference:.2e}"

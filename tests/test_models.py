@@ -1,0 +1,252 @@
+"""Finding and loading checkpoints: folders, the Hub cache, openai .pt files, and every way a
+checkpoint can be wrong."""
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.conftest import require
+from whisper_cli.errors import ModelError
+from whisper_cli.models import MODELS, hf_to_openai_key, load_model, resolve_model
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _copy(checkpoint: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(checkpoint, target)
+    return target
+
+
+def _hub_cache(checkpoint: Path, cache: Path, repo_id: str = "openai/whisper-base") -> Path:
+    """Lay a checkpoint out as huggingface_hub caches a download."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / SNAPSHOT
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(SNAPSHOT)
+    for file in checkpoint.iterdir():
+        shutil.copy(file, snapshot / file.name)
+    return snapshot
+
+
+def _first_logits(model) -> torch.Tensor:
+    mel = torch.linspace(-1, 1, model.model.dims.n_mels * 3000).reshape(1, -1, 3000)
+    with torch.inference_mode():
+        features = model.model.encoder(mel)
+        tokens = torch.tensor([model.tokenizer.sot_sequence("en")])
+        hidden = model.model.decoder(tokens, model.model.decoder.new_cache(features, 1))
+        return model.model.decoder.logits(hidden[0, -1])
+
+
+def test_every_short_name_maps_to_a_hub_repo():
+    assert MODELS["turbo"] == MODELS["large-v3-turbo"] == "openai/whisper-large-v3-turbo"
+    for name in ("tiny", "tiny.en", "base", "small", "medium", "large-v1", "large-v2", "large-v3"):
+        assert MODELS[name].startswith("openai/whisper-")
+    assert MODELS["distil-large-v3"] == "distil-whisper/distil-large-v3"
+
+
+def test_hf_names_map_onto_openai_names():
+    assert hf_to_openai_key("model.decoder.layers.3.encoder_attn.k_proj.weight") == (
+        "decoder.blocks.3.cross_attn.key.weight"
+    )
+    assert hf_to_openai_key("model.encoder.layer_norm.bias") == "encoder.ln_post.bias"
+    assert hf_to_openai_key("model.decoder.layers.0.fc2.bias") == "decoder.blocks.0.mlp.2.bias"
+    assert hf_to_openai_key("model.encoder.embed_positions.weight") == (
+        "encoder.positional_embedding"
+    )
+
+
+def test_loads_a_folder_with_its_alignment_heads(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu")
+    assert model.model.alignment_heads == ((1, 0),)
+    assert model.model.dtype == torch.float32
+    assert all(not p.requires_grad for p in model.model.parameters())
+    assert model.is_multilingual and model.can_translate
+
+
+def test_float16_weights_compute_in_float32_on_cpu(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    save_file({k: v.half() for k, v in state.items()}, folder / "model.safetensors")
+    model = load_model(folder, device="cpu")
+    assert model.model.dtype == torch.float32
+    assert torch.isfinite(_first_logits(model)).all()
+
+
+def test_missing_tensor_is_named(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    del state["model.decoder.layers.1.fc1.bias"]
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelError, match=r"missing decoder\.blocks\.1\.mlp\.0\.bias"):
+        load_model(folder, device="cpu")
+
+
+def test_unexpected_tensor_is_named(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    state["model.decoder.extra.weight"] = torch.zeros(2)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelError, match=r"unexpected decoder\.extra\.weight"):
+        load_model(folder, device="cpu")
+
+
+def test_mismatched_shape_is_named(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    state["model.encoder.conv1.bias"] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelError, match=r"encoder\.conv1\.bias has shape \(3,\)"):
+        load_model(folder, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"model_type": "bert"}', "is not whisper"),
+    ],
+)
+def test_malformed_config_is_one_clear_error(tiny_checkpoint, tmp_path, text, message):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    (folder / "config.json").write_text(text)
+    with pytest.raises(ModelError, match=message):
+        load_model(folder, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("d_model", 10**9, "out of range"),
+        ("encoder_layers", -1, "out of range"),
+        ("vocab_size", "many", "must be an integer"),
+        ("decoder_attention_heads", 3, "not divisible"),
+    ],
+)
+def test_config_values_are_bounds_checked_before_allocation(
+    tiny_checkpoint, tmp_path, key, value, message
+):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=message):
+        load_model(folder, device="cpu")
+
+
+def test_folder_without_weights_or_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        load_model(tmp_path / "empty", device="cpu")
+
+
+def test_wrong_paths_and_unknown_names(tmp_path):
+    with pytest.raises(ModelError, match="no such model folder or file"):
+        resolve_model(str(tmp_path / "nowhere" / "model.pt"))
+    with pytest.raises(ModelError, match="unknown model 'bsae'"):
+        resolve_model("bsae", offline=True)
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    with pytest.raises(ModelError, match="not a model folder"):
+        resolve_model(not_a_model)
+
+
+def test_resolves_a_short_name_from_the_hub_cache_offline(tiny_checkpoint, tmp_path):
+    snapshot = _hub_cache(tiny_checkpoint, tmp_path / "hub")
+    checkpoint = resolve_model("base", offline=True, cache_dir=tmp_path / "hub")
+    assert checkpoint.path == snapshot and checkpoint.repo_id == "openai/whisper-base"
+    model = load_model("base", offline=True, cache_dir=tmp_path / "hub", device="cpu")
+    assert model.name == "base"
+
+
+def test_a_model_missing_offline_says_what_and_how(tmp_path):
+    with pytest.raises(ModelError) as error:
+        resolve_model("base", offline=True, cache_dir=tmp_path / "empty-hub")
+    message = str(error.value)
+    assert "openai/whisper-base" in message and "not in the Hugging Face cache" in message
+    assert "whisper-cli models download base" in message
+    assert "\n" not in message
+
+
+def _write_openai_pt(model, path: Path) -> None:
+    dims = dataclasses.asdict(model.model.dims)
+    torch.save({"dims": dims, "model_state_dict": model.model.state_dict()}, path)
+
+
+def test_openai_pt_loads_with_the_tokenizer_beside_it(tiny_model, tiny_checkpoint, tmp_path):
+    _write_openai_pt(tiny_model, tmp_path / "tiny.pt")
+    shutil.copy(tiny_checkpoint / "tokenizer.json", tmp_path / "tokenizer.json")
+    from_pt = load_model(tmp_path / "tiny.pt", device="cpu", offline=True)
+    torch.testing.assert_close(_first_logits(from_pt), _first_logits(tiny_model))
+
+
+def test_pt_files_never_unpickle_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"dims": {}, "model_state_dict": {}, "payload": Path("x")}, path)
+    with pytest.raises(ModelError, match="not a loadable openai-whisper checkpoint"):
+        load_model(path, device="cpu", offline=True)
+
+
+def test_pt_with_bad_dims_is_rejected(tiny_model, tmp_path):
+    path = tmp_path / "bad.pt"
+    dims = dataclasses.asdict(tiny_model.model.dims) | {"n_text_layer": 10**6}
+    torch.save({"dims": dims, "model_state_dict": {}}, path)
+    with pytest.raises(ModelError, match="dims.n_text_layer"):
+        load_model(path, device="cpu", offline=True)
+
+
+def test_int8_compute_type_quantises_linear_layers(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu", compute_type="int8")
+    float_model = load_model(tiny_checkpoint, device="cpu")
+    logits, reference = _first_logits(model), _first_logits(float_model)
+    assert not torch.equal(logits, reference)  # really quantised
+    assert torch.corrcoef(torch.stack([logits, reference]))[0, 1] > 0.99
+
+
+def _openai_pt() -> Path | None:
+    value = os.environ.get("WHISPER_CLI_TEST_OPENAI_PT")
+    default = Path.home() / ".cache" / "whisper-test-models" / "openai-base.pt"
+    path = Path(value) if value else default
+    return path if path.is_file() else None
+
+
+@pytest.mark.real_model
+def test_get_model_pt_gives_the_same_tokens_as_the_safetensors_folder(
+    real_model, audio_dir, tmp_path
+):
+    pt = require(
+        _openai_pt(),
+        "openai-base.pt from ../shared/tools/get-model base (set WHISPER_CLI_TEST_OPENAI_PT)",
+    )
+    folder = real_model_folder = (
+        Path(real_model.model_path) if hasattr(real_model, "model_path") else None
+    )
+    del folder, real_model_folder
+    local = tmp_path / "openai-base.pt"
+    os.symlink(pt, local)
+    shutil.copy(_real_tokenizer(), tmp_path / "tokenizer.json")
+    from_pt = load_model(local, device="cpu", offline=True)
+    audio = audio_dir / "en_ls_61-70968-0000.flac"
+    ours = real_model.transcribe(str(audio), temperature=0.0)
+    theirs = from_pt.transcribe(str(audio), temperature=0.0)
+    assert [s.tokens for s in theirs.segments] == [s.tokens for s in ours.segments]
+    np.testing.assert_allclose(
+        [s.avg_logprob for s in theirs.segments], [s.avg_logprob for s in ours.segments], atol=1e-4
+    )
+
+
+def _real_tokenizer() -> Path:
+    from tests.conftest import SHARED, _path_from
+
+    folder = _path_from("WHISPER_CLI_TEST_MODEL", SHARED / "models" / "whisper-base")
+    assert folder is not None
+    return folder / "tokenizer.json"

@@ -1,0 +1,97 @@
+"""Log-mel spectrograms exactly as the Whisper models were trained on them.
+
+Hann-windowed STFT (400-sample window, 160-sample hop), power spectrum without the last frame,
+Slaney-style mel filters (80 or 128 bins), log10 clamped to 8 below the maximum, then scaled by
+(x + 4) / 4. The mel filters are computed here rather than shipped: `mel_filters` reproduces
+librosa's `filters.mel(sr=16000, n_fft=400, n_mels=N)`, which is what openai-whisper ships.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from whisper_cli.constants import HOP_LENGTH, N_FFT, N_SAMPLES, SAMPLE_RATE
+
+# Slaney's mel scale: linear below 1 kHz, logarithmic above.
+_MEL_LINEAR_STEP_HZ = 200.0 / 3  # Hz per mel in the linear part
+_MEL_LOG_START_HZ = 1000.0
+_MEL_LOG_START = _MEL_LOG_START_HZ / _MEL_LINEAR_STEP_HZ  # 15 mels
+_MEL_LOG_STEP = np.log(6.4) / 27.0  # log-Hz per mel in the logarithmic part
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _MEL_LINEAR_STEP_HZ
+    logarithmic = _MEL_LOG_START + np.log(np.maximum(hz, 1e-10) / _MEL_LOG_START_HZ) / _MEL_LOG_STEP
+    return np.where(hz >= _MEL_LOG_START_HZ, logarithmic, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * _MEL_LINEAR_STEP_HZ
+    logarithmic = _MEL_LOG_START_HZ * np.exp(_MEL_LOG_STEP * (mel - _MEL_LOG_START))
+    return np.where(mel >= _MEL_LOG_START, logarithmic, linear)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+    """Triangular, area-normalised ("slaney") mel filters: shape = (n_mels, n_fft // 2 + 1)."""
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)  # (n_fft // 2 + 1,)
+    edges_mel = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2)
+    edges_hz = _mel_to_hz(edges_mel)  # (n_mels + 2,): lower edge, centre, upper edge of each
+    widths = np.diff(edges_hz)  # (n_mels + 1,)
+    distance = edges_hz[:, None] - fft_freqs[None, :]  # (n_mels + 2, n_freqs)
+    rising = -distance[:-2] / widths[:-1, None]
+    falling = distance[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))  # (n_mels, n_freqs)
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # equal area per filter
+    weights.setflags(write=False)
+    return weights.astype(np.float32)
+
+
+def log_mel_spectrogram(
+    audio: np.ndarray | torch.Tensor,
+    n_mels: int = 80,
+    padding: int = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """The log-mel spectrogram of 16 kHz mono audio: shape = (n_mels, n_frames), float32.
+
+    `padding` zero samples are appended first (the reference appends one window, N_SAMPLES, so
+    that the last window is complete). The clamp to 8 below the maximum uses the maximum of the
+    whole input, as the reference does.
+    """
+    if not torch.is_tensor(audio):
+        audio = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    audio = audio.to(device=device, dtype=torch.float32)
+    if padding > 0:
+        audio = F.pad(audio, (0, padding))
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    power = stft[..., :-1].abs() ** 2  # (n_freqs, n_frames): the last frame is dropped
+
+    filters = torch.from_numpy(mel_filters(n_mels)).to(audio.device)
+    mel = filters @ power  # (n_mels, n_frames)
+
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
+def pad_or_trim(array: torch.Tensor, length: int, axis: int = -1) -> torch.Tensor:
+    """Zero-pad or cut `array` along `axis` to exactly `length` entries."""
+    size = array.shape[axis]
+    if size > length:
+        return array.narrow(axis, 0, length)
+    if size < length:
+        pad = [0, 0] * array.ndim
+        pad[2 * (array.ndim - 1 - (axis % array.ndim)) + 1] = length - size
+        return F.pad(array, pad)
+    return array
+
+
+__all__ = ["N_SAMPLES", "log_mel_spectrogram", "mel_filters", "pad_or_trim"]

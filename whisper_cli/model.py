@@ -1,0 +1,262 @@
+"""The Whisper network: an audio encoder and a text decoder with a key/value cache.
+
+Attribute names follow openai-whisper's checkpoints, so an openai `.pt` state dict loads as it
+is; `models.py` maps Hugging Face names onto these. Shapes in comments use
+B = batch, T = tokens, S = audio positions (1500), C = channels, H = heads, D = C // H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ModelDimensions:
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x: Tensor) -> Tensor:
+        # normalise in float32 whatever the compute type: half-precision statistics drift
+        return super().forward(x.float()).type(x.dtype)
+
+
+class Linear(nn.Linear):
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class Conv1d(nn.Conv1d):
+    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        bias = None if bias is None else bias.to(x.dtype)
+        return super()._conv_forward(x, weight.to(x.dtype), bias)
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10_000) -> Tensor:
+    """The encoder's fixed positional embedding: shape = (length, channels)."""
+    assert channels % 2 == 0
+    log_increment = np.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-log_increment * torch.arange(channels // 2))
+    scaled_time = torch.arange(length)[:, None] * inv_timescales[None, :]
+    return torch.cat([torch.sin(scaled_time), torch.cos(scaled_time)], dim=1)
+
+
+class KVCache:
+    """Keys and values of every decoder layer for one batch of token sequences.
+
+    Self-attention keys/values are written into buffers allocated once for the whole text
+    context, so each decoding step appends in place instead of concatenating. Cross-attention
+    keys/values depend only on the audio and are computed once per window.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_ctx: int, n_state: int, like: Tensor):
+        shape = (n_layer, batch, n_ctx, n_state)
+        self.key = like.new_zeros(shape)  # (L, B, n_ctx, C)
+        self.value = like.new_zeros(shape)
+        self.length = 0  # tokens written so far
+        self.cross: list[tuple[Tensor, Tensor]] = []  # per layer: (B_audio, S, C) twice
+
+    def reorder(self, source: Tensor) -> None:
+        """Keep, for each row of the batch, the cache of row `source[row]` (beam search)."""
+        self.key = self.key.index_select(1, source)
+        self.value = self.value.index_select(1, source)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.query = Linear(n_state, n_state)
+        self.key = Linear(n_state, n_state, bias=False)
+        self.value = Linear(n_state, n_state)
+        self.out = Linear(n_state, n_state)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, t, c = x.shape
+        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # (B, H, T, D)
+
+    def _merge(self, x: Tensor) -> Tensor:
+        b, h, t, d = x.shape
+        return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, C)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Full self-attention over x: (B, T, C); `mask` is added to the scores."""
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        return self.out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+
+    def cached_self_attention(self, x: Tensor, cache: KVCache, layer: int) -> Tensor:
+        """Causal self-attention of new tokens x: (B, T, C) after the cache's tokens."""
+        start, end = cache.length, cache.length + x.shape[1]
+        cache.key[layer, :, start:end] = self.key(x)
+        cache.value[layer, :, start:end] = self.value(x)
+        q = self._heads(self.query(x))
+        k = self._heads(cache.key[layer, :, :end])  # (B, H, end, D)
+        v = self._heads(cache.value[layer, :, :end])
+        if x.shape[1] == 1:
+            mask = None  # one new token may see every cached one
+        else:  # token i of the new ones sees cached tokens and new tokens up to i
+            mask = torch.ones(x.shape[1], end, dtype=torch.bool, device=x.device).tril(start)
+        return self.out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+
+    def cross_attention(
+        self, x: Tensor, key: Tensor, value: Tensor, scores: list[Tensor] | None = None
+    ) -> Tensor:
+        """Attention of x: (B, T, C) to audio keys/values (B_audio, S, C), B = B_audio * group.
+
+        The rows of one audio (beams or sampled candidates) share its keys and values, so they
+        are folded into the query length instead of copying the keys once per row. When
+        `scores` is a list, the scores before softmax, (B, H, T, S), are appended to it.
+        """
+        b, t, c = x.shape
+        b_audio = key.shape[0]
+        q = self._heads(self.query(x).reshape(b_audio, (b // b_audio) * t, c))
+        k, v = self._heads(key), self._heads(value)
+        if scores is None:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            qk = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (B_audio, H, gT, S)
+            scores.append(
+                qk.reshape(b_audio, self.n_head, b // b_audio, t, -1)
+                .transpose(1, 2)
+                .reshape(b, self.n_head, t, -1)
+            )
+            out = qk.softmax(dim=-1).to(q.dtype) @ v
+        return self.out(self._merge(out).reshape(b, t, c))
+
+
+class ResidualAttentionBlock(nn.Module):
+    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False):
+        super().__init__()
+        self.attn = MultiHeadAttention(n_state, n_head)
+        self.attn_ln = LayerNorm(n_state)
+        self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
+        self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
+        self.mlp = nn.Sequential(
+            Linear(n_state, 4 * n_state), nn.GELU(), Linear(4 * n_state, n_state)
+        )
+        self.mlp_ln = LayerNorm(n_state)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """An encoder block: x: (B, S, C)."""
+        x = x + self.attn(self.attn_ln(x))
+        return x + self.mlp(self.mlp_ln(x))
+
+    def decode(
+        self, x: Tensor, cache: KVCache, layer: int, scores: list[Tensor] | None = None
+    ) -> Tensor:
+        """A decoder block on new tokens x: (B, T, C), reading and extending `cache`."""
+        assert self.cross_attn is not None and self.cross_attn_ln is not None
+        x = x + self.attn.cached_self_attention(self.attn_ln(x), cache, layer)
+        key, value = cache.cross[layer]
+        x = x + self.cross_attn.cross_attention(self.cross_attn_ln(x), key, value, scores)
+        return x + self.mlp(self.mlp_ln(x))
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, n_mels: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.conv1 = Conv1d(n_mels, n_state, kernel_size=3, padding=1)
+        self.conv2 = Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positional_embedding", sinusoids(n_ctx, n_state))
+        self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer))
+        self.ln_post = LayerNorm(n_state)
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """mel: (B, n_mels, 2 * S) → audio features (B, S, C)."""
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).permute(0, 2, 1)  # (B, S, C)
+        assert x.shape[1:] == self.positional_embedding.shape, "the mel input has the wrong size"
+        x = x + self.positional_embedding.to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_post(x)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.n_ctx = n_ctx
+        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.positional_embedding = nn.Parameter(torch.empty(n_ctx, n_state))
+        self.blocks = nn.ModuleList(
+            ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)
+        )
+        self.ln = LayerNorm(n_state)
+
+    def new_cache(self, audio_features: Tensor, batch: int) -> KVCache:
+        """A cache for `batch` token rows reading `audio_features` (B_audio, S, C)."""
+        n_state = self.positional_embedding.shape[1]
+        cache = KVCache(len(self.blocks), batch, self.n_ctx, n_state, like=audio_features)
+        for block in self.blocks:
+            assert block.cross_attn is not None
+            key = block.cross_attn.key(audio_features)
+            cache.cross.append((key, block.cross_attn.value(audio_features)))
+        return cache
+
+    def forward(self, tokens: Tensor, cache: KVCache, scores: list[Tensor] | None = None) -> Tensor:
+        """tokens: (B, T), the ones after `cache.length` → hidden states (B, T, C).
+
+        When `scores` is a list, each layer's cross-attention scores before softmax,
+        (B, H, T, S), are appended to it: the raw material of word timing.
+        """
+        start = cache.length
+        positions = self.positional_embedding[start : start + tokens.shape[1]]
+        x = (self.token_embedding(tokens) + positions).to(cache.key.dtype)
+        for layer, block in enumerate(self.blocks):
+            x = block.decode(x, cache, layer, scores)
+        cache.length += tokens.shape[1]
+        return self.ln(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Hidden states (..., C) → logits over the vocabulary (..., n_vocab), in float32."""
+        return (hidden @ self.token_embedding.weight.to(hidden.dtype).T).float()
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(
+            dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer
+        )
+        self.decoder = TextDecoder(
+            dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer
+        )
+        # (layer, head) pairs of the cross-attention heads that follow the speech, for word
+        # timing; checkpoints name them, and the upper half of the decoder is the fallback
+        self.alignment_heads: tuple[tuple[int, int], ...] = tuple(
+            (layer, head)
+            for layer in range(dims.n_text_layer // 2, dims.n_text_layer)
+            for head in range(dims.n_text_head)
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.token_embedding.weight.dtype
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
