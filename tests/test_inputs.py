@@ -1,0 +1,328 @@
+"""Inputs: folder walks, filters, errors, output naming without clashes or escapes, locks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from whisper_cli.inputs import Job, claim, discover, lock_path, outputs_exist
+
+
+def touch(root: Path, *names: str) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    touch(
+        root,
+        "a.wav",
+        "b.MP3",
+        "notes.txt",
+        "cover.jpg",
+        ".hidden.wav",
+        "sub/c.flac",
+        "sub/deep/d.ogg",
+        "sub/deep/e.m4a",
+        ".git/objects/x.wav",
+        "drafts/f.wav",
+        "video/g.mkv",
+    )
+    return root
+
+
+def relative_sources(jobs: list[Job], root: Path) -> list[str]:
+    return [job.source.relative_to(root).as_posix() for job in jobs if job.source]
+
+
+def relative_bases(jobs: list[Job], out: Path) -> list[str]:
+    return [job.output_base.relative_to(out).as_posix() for job in jobs]
+
+
+def test_folder_walk_is_recursive_sorted_and_skips_hidden(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs, errors = discover([str(tree)], out)
+    assert errors == []
+    assert relative_sources(jobs, tree) == [
+        "a.wav",
+        "b.MP3",
+        "drafts/f.wav",
+        "sub/c.flac",
+        "sub/deep/d.ogg",
+        "sub/deep/e.m4a",
+        "video/g.mkv",
+    ]
+    assert relative_bases(jobs, out) == [
+        "a",
+        "b",
+        "drafts/f",
+        "sub/c",
+        "sub/deep/d",
+        "sub/deep/e",
+        "video/g",
+    ]
+    assert jobs[3].display == str(tree / "sub" / "c.flac")
+
+
+def test_include_and_exclude(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def sources(include=(), exclude=()) -> list[str]:
+        jobs, errors = discover([str(tree)], out, include, exclude)
+        assert errors == []
+        return relative_sources(jobs, tree)
+
+    assert sources(include=["*.wav"]) == ["a.wav", "drafts/f.wav"]
+    assert sources(include=["sub/*"]) == ["sub/c.flac", "sub/deep/d.ogg", "sub/deep/e.m4a"]
+    assert sources(exclude=["drafts", "*.m4a", "video/*"]) == [
+        "a.wav",
+        "b.MP3",
+        "sub/c.flac",
+        "sub/deep/d.ogg",
+    ]
+    assert sources(include=["sub/*"], exclude=["sub/deep"]) == ["sub/c.flac"]
+
+
+def test_include_never_takes_files_that_are_not_audio(tree: Path, tmp_path: Path) -> None:
+    jobs, errors = discover([str(tree)], tmp_path / "out", include=["*.txt"])
+    assert jobs == []
+    assert errors == [(str(tree), "no audio files found in folder")]
+
+
+def test_errors_for_missing_paths_and_folders_without_audio(tmp_path: Path) -> None:
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    touch(tmp_path, "empty/readme.md", "empty/.hidden/x.wav")
+    missing = str(tmp_path / "missing.wav")
+    jobs, errors = discover([missing, str(tmp_path / "empty"), ""], tmp_path / "out")
+    assert jobs == []
+    assert errors == [
+        (missing, "no such file or directory"),
+        (str(tmp_path / "empty"), "no audio files found in folder"),
+        ("", "no such file or directory"),
+    ]
+
+
+def test_explicit_files_are_taken_whatever_their_extension(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs, errors = discover([str(tree / "notes.txt"), str(tree / ".hidden.wav")], out)
+    assert errors == []
+    assert [job.source for job in jobs] == [tree / "notes.txt", tree / ".hidden.wav"]
+    assert relative_bases(jobs, out) == ["notes", "_hidden"]  # outputs are never hidden
+
+
+def test_order_follows_arguments_and_each_file_comes_once(tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "link.wav").symlink_to(tree / "a.wav")
+    args = [str(tree / "sub"), str(tree / "a.wav"), str(tree), str(tmp_path / "link.wav")]
+    jobs, errors = discover(args, tmp_path / "out")
+    assert errors == []
+    sources = [job.source for job in jobs]
+    assert sources[:4] == [
+        tree / "sub/c.flac",
+        tree / "sub/deep/d.ogg",
+        tree / "sub/deep/e.m4a",
+        tree / "a.wav",
+    ]
+    assert len(sources) == len({p.resolve() for p in sources}) == 7
+
+
+def test_stdin_is_one_job(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs, errors = discover(["-", "-"], out)
+    assert errors == []
+    assert jobs == [Job(source=None, display="<stdin>", output_base=out / "stdin")]
+
+
+def test_stdin_and_a_file_named_stdin_do_not_clash(tmp_path: Path) -> None:
+    touch(tmp_path, "stdin.wav")
+    out = tmp_path / "out"
+    jobs, _ = discover(["-", str(tmp_path / "stdin.wav")], out)
+    assert relative_bases(jobs, out) == ["stdin", "stdin.wav"]
+
+
+# output naming
+
+
+def test_same_stem_in_one_folder_keeps_the_extensions(tmp_path: Path) -> None:
+    touch(tmp_path / "in", "a.mp3", "a.wav", "b.wav")
+    out = tmp_path / "out"
+    jobs, _ = discover([str(tmp_path / "in")], out)
+    assert relative_bases(jobs, out) == ["a.mp3", "a.wav", "b"]
+
+
+def test_same_name_in_two_places_gets_a_number(tmp_path: Path) -> None:
+    touch(tmp_path, "x/a.wav", "y/a.wav", "z/A.wav", "w/a-2.wav.flac")
+    out = tmp_path / "out"
+    args = [str(tmp_path / d / n) for d, n in [("x", "a.wav"), ("y", "a.wav"), ("z", "A.wav")]]
+    jobs, _ = discover([*args, str(tmp_path / "w" / "a-2.wav.flac")], out)
+    # a difference in case only still clashes on macOS and Windows; "a-2.wav" is taken
+    assert relative_bases(jobs, out) == ["a.wav", "a-3.wav", "A-4.wav", "a-2.wav"]
+
+
+def test_two_folders_mirror_into_one_output_folder(tmp_path: Path) -> None:
+    touch(tmp_path / "one", "sub/a.wav", "x.wav")
+    touch(tmp_path / "two", "sub/b.wav", "x.wav")
+    out = tmp_path / "out"
+    jobs, _ = discover([str(tmp_path / "one"), str(tmp_path / "two")], out)
+    assert relative_bases(jobs, out) == ["sub/a", "x.wav", "sub/b", "x-2.wav"]
+
+
+def test_a_file_and_a_folder_file_with_one_name(tmp_path: Path) -> None:
+    touch(tmp_path, "in/talk.wav", "talk.flac")
+    out = tmp_path / "out"
+    jobs, _ = discover([str(tmp_path / "in"), str(tmp_path / "talk.flac")], out)
+    assert relative_bases(jobs, out) == ["talk.wav", "talk.flac"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("..wav", "_"),
+        ("...wav", "__"),
+        ("....wav", "___"),
+        ("-rf.wav", "_rf"),
+        ("--help.wav", "__help"),
+        ("a\nb\tc.wav", "a_b_c"),
+        ("back\\slash.wav", "back_slash"),
+        ("bell\x07.wav", "bell_"),
+        ("über 東京 🎉.wav", "über 東京 🎉"),
+    ],
+)
+def test_names_are_sanitized(tmp_path: Path, name: str, expected: str) -> None:
+    touch(tmp_path / "in", name)
+    out = tmp_path / "out"
+    ways = [[str(tmp_path / "in" / name)]]
+    if not name.startswith("."):  # a folder walk skips hidden files
+        ways.append([str(tmp_path / "in")])
+    for args in ways:
+        jobs, errors = discover(args, out)
+        assert errors == []
+        assert [job.output_base for job in jobs] == [out / expected]
+        assert jobs[0].output_base.resolve().parent == out.resolve()
+
+
+def test_long_names_are_shortened_and_stay_distinct(tmp_path: Path) -> None:
+    stem = "é" * 120  # 240 bytes
+    touch(tmp_path / "in", stem + ".wav", stem + ".mp3")
+    out = tmp_path / "out"
+    jobs, _ = discover([str(tmp_path / "in")], out)
+    names = [job.output_base.name for job in jobs]
+    assert len(set(names)) == 2
+    assert all(len(n.encode()) <= 200 for n in names)
+    assert names[0].endswith(".mp3") and names[1].endswith(".wav")
+
+
+def test_outputs_never_escape_through_a_symbolic_link(tmp_path: Path) -> None:
+    touch(tmp_path / "in", "sub/c.wav", "d.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "sub").symlink_to(tmp_path / "elsewhere")
+    jobs, errors = discover([str(tmp_path / "in")], out)
+    assert relative_bases(jobs, out) == ["d"]
+    assert len(errors) == 1
+    assert errors[0][0] == str(tmp_path / "in" / "sub" / "c.wav")
+    assert "outside" in errors[0][1]
+
+
+# skip-existing and locks
+
+
+def test_outputs_exist(tmp_path: Path) -> None:
+    job = Job(tmp_path / "a.wav", "a.wav", tmp_path / "out" / "a.mp3")
+    assert not outputs_exist(job, ["srt", "vtt"])
+    touch(tmp_path / "out", "a.mp3.srt", "a.mp3.vtt")
+    assert outputs_exist(job, ["srt", "vtt"])
+    assert not outputs_exist(job, ["srt", "json"])
+
+
+def make_job(tmp_path: Path) -> Job:
+    return Job(tmp_path / "a.wav", "a.wav", tmp_path / "out" / "sub" / "a")
+
+
+def test_claim_creates_and_removes_the_lock(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    lock = lock_path(job)
+    assert lock == tmp_path / "out" / "sub" / "a.lock"
+    with claim(job) as claimed:
+        assert claimed
+        assert lock.read_text().split() == [str(os.getpid()), socket.gethostname()]
+        with claim(job) as again:  # the lock holds even within one process
+            assert not again
+        assert lock.exists()
+    assert not lock.exists()
+
+
+def test_claim_removes_the_lock_when_the_job_fails(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    with pytest.raises(RuntimeError), claim(job):
+        raise RuntimeError
+    assert not lock_path(job).exists()
+
+
+def write_lock(job: Job, content: str, age: float = 0.0) -> None:
+    lock = lock_path(job)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(content)
+    stamp = time.time() - age
+    os.utime(lock, (stamp, stamp))
+
+
+def test_claim_waits_for_a_live_process_and_takes_over_after_it(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(job, f"{other.pid} {socket.gethostname()}\n")
+        with claim(job) as claimed:
+            assert not claimed
+        assert lock_path(job).exists()  # not ours to remove
+    finally:
+        other.kill()
+        other.wait()
+    with claim(job) as claimed:  # the holder is gone: its lock is stale
+        assert claimed
+        assert lock_path(job).read_text().split()[0] == str(os.getpid())
+    assert sorted(p.name for p in lock_path(job).parent.iterdir()) == []
+
+
+def test_locks_of_other_hosts_are_respected(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    write_lock(job, "1 some-other-host.example\n", age=3600)
+    with claim(job) as claimed:
+        assert not claimed
+
+
+def test_unreadable_locks_are_stale_only_once_old(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    write_lock(job, "")  # a process between creating the lock and writing its pid
+    with claim(job) as claimed:
+        assert not claimed
+    write_lock(job, "garbage", age=60)
+    with claim(job) as claimed:
+        assert claimed
+
+
+def test_a_fresh_lock_that_replaced_a_stale_one_is_put_back(tmp_path: Path, monkeypatch) -> None:
+    job = make_job(tmp_path)
+    write_lock(job, "999999999\n")  # no such process
+    fresh = f"{os.getpid()} {socket.gethostname()} (another process took over first)\n"
+    rename = os.rename
+
+    def rename_after_another_process_took_over(source, target):
+        lock_path(job).write_text(fresh)  # it removed the stale lock and created its own
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename_after_another_process_took_over)
+    with claim(job) as claimed:
+        assert not claimed
+    assert lock_path(job).read_text() == fresh
+    assert [p.name for p in lock_path(job).parent.iterdir()] == ["a.lock"]

@@ -1,0 +1,362 @@
+"""Turn command-line arguments into transcription jobs, and name their outputs.
+
+An argument is a file (taken whatever its extension), a folder (walked recursively for audio and
+video files, hidden files and folders skipped) or `-` for standard input. Each input becomes one
+job, once, however many arguments name it; jobs keep the order of the arguments, and the files of
+a folder come sorted by their path in it.
+
+Every job gets an output base, the output path without a format's extension, inside the output
+folder: `talk.mp3` → `out/talk`; a file found in a folder mirrors its place there (`in/sub/a.wav`
+→ `out/sub/a`); standard input → `out/stdin`. When two inputs would get the same base (`a.mp3`
+and `a.wav`), the clashing ones keep their extension (`out/a.mp3`, `out/a.wav`), and if that
+still clashes a number is added (`out/a-2.wav`). Clashes are found ignoring case, as on macOS
+and Windows, so no output silently overwrites another.
+
+Two processes may work through the same folder: `claim` takes a lock file next to a job's outputs
+so that each job is done by one of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+from whisper_cli.writers import output_path
+
+STDIN = "-"  # the argument that means standard input
+STDIN_DISPLAY = "<stdin>"
+STDIN_NAME = "stdin"  # its output base name
+
+# extensions (lower case) of the files taken from folders; files named explicitly need none
+AUDIO_EXTENSIONS = frozenset(
+    "." + extension
+    for extension in (
+        # audio
+        "wav wave bwf rf64 w64 flac mp3 mp2 mpga ogg oga opus spx m4a m4b aac adts wma "
+        "aiff aif aifc caf au snd amr awb wv ape tta ac3 eac3 dts mka voc ra "
+        # video
+        "mp4 m4v webm mkv mov avi wmv flv 3gp 3g2 mpg mpeg mts m2ts ogv mxf"
+    ).split()
+)
+
+_MAX_NAME_BYTES = 200  # leaves room for `-<n>`, an extension and `.lock` under NAME_MAX (255)
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # control, surrogate, line breaks
+_UNREADABLE_LOCK_GRACE = 10.0  # seconds a lock file without a pid may be in the middle of writing
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input to transcribe and where its outputs go."""
+
+    source: Path | None  # None: standard input
+    display: str  # how messages name the input
+    output_base: Path  # output path without the format's extension, inside the output folder
+
+
+@dataclass(frozen=True)
+class _Found:
+    """An input found in the arguments, before its output is named."""
+
+    source: Path | None
+    display: str
+    parts: tuple[str, ...]  # folders of the output, relative to the output folder, then the stem
+    suffix: str  # the input's extension, added to the output name when names clash
+
+
+def discover(
+    args: Sequence[str],
+    output_dir: Path,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Turn arguments into jobs; also return `(input, message)` for each input that is an error.
+
+    `include` and `exclude` are glob patterns for the files found in folders, matched against
+    the path relative to the folder (`sub/*.wav`) and against the file name (`*.wav`). With
+    `include`, a file must match one of them (and still be audio); a file matching an `exclude`
+    pattern, or inside a folder that matches one, is skipped. Files named explicitly are taken
+    as they are.
+    """
+    errors: list[tuple[str, str]] = []
+    found = _unique(
+        item for arg in args for item in _expand(arg, tuple(include), tuple(exclude), errors)
+    )
+    return _name_jobs(found, Path(output_dir), errors), errors
+
+
+def _expand(
+    arg: str, include: tuple[str, ...], exclude: tuple[str, ...], errors: list[tuple[str, str]]
+) -> Iterator[_Found]:
+    """The inputs one argument stands for; an argument that is an error goes to `errors`."""
+    if arg == STDIN:
+        yield _Found(None, STDIN_DISPLAY, (STDIN_NAME,), "")
+        return
+    if not arg:  # Path("") would be the current folder
+        errors.append((arg, "no such file or directory"))
+        return
+    path = Path(arg)
+    try:
+        is_dir = path.is_dir()
+        exists = is_dir or path.exists()
+    except OSError as error:
+        errors.append((arg, _reason(error)))
+        return
+    if not exists:
+        errors.append((arg, "no such file or directory"))
+    elif not is_dir:
+        yield _Found(path, arg, (path.stem,), path.suffix)
+    else:
+        known_errors = len(errors)
+        files = _walk(path, include, exclude, errors)
+        if not files and len(errors) == known_errors:
+            errors.append((arg, "no audio files found in folder"))
+        for relative in files:
+            parts = (*relative.parent.parts, relative.stem)
+            yield _Found(path / relative, str(path / relative), parts, relative.suffix)
+
+
+def _walk(
+    root: Path, include: tuple[str, ...], exclude: tuple[str, ...], errors: list[tuple[str, str]]
+) -> list[Path]:
+    """The audio files under a folder, as sorted paths relative to it."""
+
+    def on_error(error: OSError) -> None:
+        errors.append((str(error.filename), f"cannot read folder ({_reason(error)})"))
+
+    files = []
+    for folder, subfolders, names in os.walk(root, onerror=on_error):
+        here = Path(folder).relative_to(root)
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".") and not _matches(here / name, exclude)
+        ]
+        for name in names:
+            relative = here / name
+            if _wanted(relative, include, exclude) and (root / relative).is_file():
+                files.append(relative)
+    return sorted(files, key=lambda path: path.parts)
+
+
+def _wanted(relative: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
+    if relative.name.startswith(".") or relative.suffix.lower() not in AUDIO_EXTENSIONS:
+        return False
+    if include and not _matches(relative, include):
+        return False
+    return not _matches(relative, exclude)
+
+
+def _matches(relative: Path, patterns: tuple[str, ...]) -> bool:
+    """Whether a relative path or its name matches one of the glob patterns."""
+    posix = relative.as_posix()
+    return any(fnmatch(posix, pattern) or fnmatch(relative.name, pattern) for pattern in patterns)
+
+
+def _unique(found: Iterator[_Found]) -> list[_Found]:
+    """The inputs in order, each file once (the same file under two names counts once)."""
+    seen: set[Path | None] = set()
+    unique = []
+    for item in found:
+        key = None if item.source is None else _identity(item.source)
+        if key not in seen:
+            seen.add(key)
+            unique.append(item)
+    return unique
+
+
+def _identity(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return path.absolute()
+
+
+# output names
+
+
+def _name_jobs(found: list[_Found], output_dir: Path, errors: list[tuple[str, str]]) -> list[Job]:
+    """Give every input an output base that no other input shares and that stays in `output_dir`."""
+    root = output_dir.resolve()
+    jobs = []
+    for item, name in zip(found, _unique_names(found), strict=True):
+        base = output_dir.joinpath(*name)
+        if not base.resolve().is_relative_to(root):  # only a symbolic link can lead out
+            errors.append((item.display, f"output {base} would be outside {output_dir}"))
+            continue
+        jobs.append(Job(item.source, item.display, base))
+    return jobs
+
+
+def _unique_names(found: list[_Found]) -> list[tuple[str, ...]]:
+    """Sanitized output paths (relative parts), distinct even on case-insensitive file systems.
+
+    Inputs whose names clash keep their extension; what still clashes gets a number, skipping
+    numbered names that another input has anyway.
+    """
+    names = [tuple(_sanitize(part) for part in item.parts) for item in found]
+    counts = Counter(_clash_key(name) for name in names)
+    for index, item in enumerate(found):
+        if counts[_clash_key(names[index])] > 1 and item.suffix:
+            names[index] = _renamed(names[index], item.suffix, 1)
+    counts = Counter(_clash_key(name) for name in names)
+    used: set[tuple[str, ...]] = set()
+    for index, item in enumerate(found):
+        number = 1
+        while _clash_key(names[index]) in used:
+            number += 1
+            candidate = _renamed(tuple(map(_sanitize, item.parts)), item.suffix, number)
+            if _clash_key(candidate) not in counts:
+                names[index] = candidate
+        used.add(_clash_key(names[index]))
+    return names
+
+
+def _renamed(parts: tuple[str, ...], suffix: str, number: int) -> tuple[str, ...]:
+    """The parts with the stem numbered (from 2) and the input's extension appended."""
+    tail = _truncate(_safe_chars((f"-{number}" if number > 1 else "") + suffix), 50)
+    stem = _truncate(parts[-1], _MAX_NAME_BYTES - len(tail.encode("utf-8")))
+    return (*parts[:-1], stem + tail)
+
+
+def _clash_key(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """What two output names must differ in on a case-insensitive file system."""
+    return tuple(unicodedata.normalize("NFC", part).casefold() for part in parts)
+
+
+def _sanitize(name: str) -> str:
+    """A name safe as one path component: no separators or control characters, not `.`/`..`,
+    not hidden, not starting with `-`, and at most `_MAX_NAME_BYTES` long."""
+    safe = _safe_chars(name)
+    stripped = safe.lstrip(".-")
+    safe = "_" * (len(safe) - len(stripped)) + stripped
+    return _truncate(safe, _MAX_NAME_BYTES) or "_"
+
+
+def _safe_chars(text: str) -> str:
+    """The text with path separators, control characters and line breaks replaced by `_`."""
+    return "".join(
+        "_" if char in "/\\" or unicodedata.category(char) in _UNSAFE_CATEGORIES else char
+        for char in text
+    )
+
+
+def _truncate(text: str, max_bytes: int) -> str:
+    """The longest prefix of the text that takes at most `max_bytes` in UTF-8."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+
+
+# skip-existing and locks
+
+
+def outputs_exist(job: Job, formats: Sequence[str]) -> bool:
+    """Whether every format's output file of the job exists already (for `--skip-existing`)."""
+    return all(output_path(job.output_base, name).exists() for name in formats)
+
+
+def lock_path(job: Job) -> Path:
+    """The lock file of a job: its output base plus `.lock`."""
+    return job.output_base.with_name(f"{job.output_base.name}.lock")
+
+
+@contextlib.contextmanager
+def claim(job: Job) -> Iterator[bool]:
+    """Lock a job against other processes; yield whether this process got it.
+
+    The lock is `<output base>.lock`, created atomically and holding `<pid> <host>`; it is
+    removed on exit. A lock left by a process that no longer runs on this host is taken over.
+    When the job is not claimed, the caller skips it.
+    """
+    lock = lock_path(job)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    claimed = _acquire(lock)
+    try:
+        yield claimed
+    finally:
+        if claimed:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+
+def _lock_content() -> bytes:
+    return f"{os.getpid()} {socket.gethostname()}\n".encode()
+
+
+def _acquire(lock: Path) -> bool:
+    """Create the lock file, taking over a stale one; False if another process holds it."""
+    for _ in range(3):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _remove_if_stale(lock):
+                return False
+            continue
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(_lock_content())
+        return True
+    return False
+
+
+def _remove_if_stale(lock: Path) -> bool:
+    """Remove the lock if its process is gone; whether the lock may be tried again.
+
+    The lock is first renamed aside, and removed only if it is still the stale one that was
+    read, so two processes taking over the same stale lock cannot remove each other's.
+    """
+    try:
+        content = lock.read_bytes()
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return True  # released meanwhile
+    if not _is_stale(content, age):
+        return False
+    aside = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return True  # another process removed it first
+    try:
+        if aside.read_bytes() != content:  # a new lock replaced the stale one: put it back
+            with contextlib.suppress(OSError):
+                os.link(aside, lock)
+            return False
+    finally:
+        aside.unlink(missing_ok=True)
+    return True
+
+
+def _is_stale(content: bytes, age: float) -> bool:
+    """Whether a lock file was left by a process that no longer runs."""
+    fields = content.decode("utf-8", "replace").split()
+    try:
+        pid = int(fields[0])
+    except (IndexError, ValueError):
+        pid = 0
+    if pid <= 0:  # not written yet, or garbage
+        return age > _UNREADABLE_LOCK_GRACE
+    if len(fields) > 1 and fields[1] != socket.gethostname():
+        return False  # another machine's process: cannot tell, so assume it runs
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs under another user
+        return True
+    return True
+
+
+def _reason(error: OSError) -> str:
+    return (error.strerror or str(error)).lower()
