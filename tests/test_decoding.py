@@ -1,0 +1,230 @@
+"""Decoding one window: the logit rules as units, and greedy/beam output against the reference
+implementation's on the real base weights."""
+
+import pytest
+import torch
+
+from tests.conftest import load_reference
+from whisper_cli.audio import load_audio
+from whisper_cli.constants import N_FRAMES, N_SAMPLES
+from whisper_cli.decoding import (
+    ApplyTimestampRules,
+    BeamSearchDecoder,
+    DecodingOptions,
+    DecodingTask,
+    SuppressBlank,
+    compression_ratio,
+    decode,
+    detect_language,
+)
+from whisper_cli.errors import OptionsError
+from whisper_cli.features import log_mel_spectrogram, pad_or_trim
+
+NEG = float("-inf")
+
+
+class FakeTokenizer:
+    """Just the ids the rules use: 10 text tokens, end of text 10, timestamps from 12."""
+
+    eot = 10
+    no_timestamps = 11
+    timestamp_begin = 12
+
+    def encode(self, text):
+        return [3] if text == " " else [4, 5]
+
+
+def _rules(max_initial=2, sample_begin=2):
+    return ApplyTimestampRules(FakeTokenizer(), sample_begin, max_initial)
+
+
+def _apply(rule, sampled, vocab=20, eot_logit=0.0):
+    tokens = torch.tensor([[0, 1, *sampled]])
+    logits = torch.zeros(1, vocab)
+    logits[0, FakeTokenizer.eot] = eot_logit
+    rule.apply(logits, tokens)
+    return logits[0]
+
+
+def test_first_token_is_an_early_timestamp():
+    logits = _apply(_rules(max_initial=2), [])
+    allowed = (logits > NEG).nonzero().flatten().tolist()
+    assert allowed == [12, 13, 14]  # <|0.00|> … the max initial timestamp
+
+
+def test_after_an_opening_timestamp_comes_text():
+    logits = _apply(_rules(), [12])
+    assert (logits[12:] == NEG).all()
+    assert (logits[:10] > NEG).all()
+
+
+def test_after_text_ending_with_a_timestamp_comes_a_timestamp_or_the_end():
+    logits = _apply(_rules(), [12, 4, 15], eot_logit=5.0)  # text more likely than timestamps
+    assert (logits[:10] == NEG).all()
+    assert logits[10] > NEG  # end of text
+    # closing pair: the next start may equal the previous end, not go below it
+    assert (logits[12:15] == NEG).all() and (logits[15:] > NEG).all()
+
+
+def test_timestamps_never_decrease_and_segments_have_length():
+    logits = _apply(_rules(), [12, 4, 15, 15, 4, 5])
+    assert (logits[12:16] == NEG).all()  # strictly after the last timestamp
+    assert (logits[16:] > NEG).all()
+
+
+def test_timestamp_forced_when_timestamps_together_beat_every_text_token():
+    rule = _rules()
+    tokens = torch.tensor([[0, 1, 12, 4]])
+    logits = torch.zeros(1, 20)
+    logits[0, 12:] = 1.0  # each timestamp alone is as likely as text, together far more
+    rule.apply(logits, tokens)
+    assert (logits[0, :12] == NEG).all()
+
+
+def test_rules_are_per_row_in_a_batch():
+    rule = _rules()
+    tokens = torch.tensor([[0, 1, 12, 4, 15], [0, 1, 12, 4, 4]])
+    logits = torch.zeros(2, 20)
+    logits[:, :11] = 5.0  # text more likely than timestamps: no forced timestamp
+    rule.apply(logits, tokens)
+    assert (logits[0, :10] == NEG).all()  # must close with a timestamp
+    assert (logits[1, :10] > NEG).any()  # may go on with text
+
+
+def test_suppress_blank_only_at_the_first_sampled_token():
+    rule = SuppressBlank(FakeTokenizer(), sample_begin=2)
+    first = torch.zeros(1, 20)
+    rule.apply(first, torch.tensor([[0, 1]]))
+    assert first[0, 3] == NEG and first[0, 10] == NEG
+    later = torch.zeros(1, 20)
+    rule.apply(later, torch.tensor([[0, 1, 4]]))
+    assert (later > NEG).all()
+
+
+def test_compression_ratio_rises_with_repetition():
+    assert compression_ratio("") == 0.0
+    varied = "The quick brown fox jumps over the lazy dog."
+    assert compression_ratio("la " * 100) > 2.4 > compression_ratio(varied)
+
+
+def test_beam_search_keeps_the_best_unfinished_and_collects_finished():
+    decoder = BeamSearchDecoder(beam_size=2, eot=10)
+    tokens = torch.tensor([[0, 1], [0, 1]])
+    logits = torch.full((2, 12), -10.0)
+    logits[:, 10] = 5.0  # end of text is the most likely
+    logits[:, 4] = 4.0
+    logits[:, 5] = 3.0
+    sum_logprobs = torch.zeros(2)
+
+    class NullCache:
+        def reorder(self, source):
+            self.source = source.tolist()
+
+    cache = NullCache()
+    tokens, done = decoder.update(tokens, logits, sum_logprobs, cache)
+    assert tokens[:, -1].tolist() == [4, 5]  # end of text went to the finished set
+    assert len(set(cache.source)) == 1  # identical beams collapse into one origin
+    assert list(decoder.finished[0]) == [(0, 1, 10)]
+    assert not done
+
+
+def test_invalid_options_are_refused(tiny_model):
+    for options in (
+        DecodingOptions(task="summarise"),
+        DecodingOptions(temperature=0.5, beam_size=5),
+        DecodingOptions(patience=2.0),
+        DecodingOptions(language="xx"),
+        DecodingOptions(length_penalty=3.0),
+    ):
+        with pytest.raises(OptionsError):
+            DecodingTask(tiny_model.model, tiny_model.tokenizer, options)
+
+
+def _tiny_features(tiny_model, batch=1):
+    mel = torch.randn(batch, 80, N_FRAMES, generator=torch.Generator().manual_seed(1))
+    return tiny_model.model.encoder(mel)
+
+
+def test_batch_decoding_equals_one_by_one(tiny_model):
+    features = _tiny_features(tiny_model, batch=2)
+    options = DecodingOptions(language="en", sample_len=20)
+    both = decode(tiny_model.model, tiny_model.tokenizer, features, options)
+    single = [
+        decode(tiny_model.model, tiny_model.tokenizer, features[i : i + 1], options)[0]
+        for i in range(2)
+    ]
+    assert [r.tokens for r in both] == [r.tokens for r in single]
+
+
+def test_random_model_output_respects_the_timestamp_rules(tiny_model):
+    features = _tiny_features(tiny_model)
+    options = DecodingOptions(language="en", sample_len=40, beam_size=3)
+    (result,) = decode(tiny_model.model, tiny_model.tokenizer, features, options)
+    begin = tiny_model.tokenizer.timestamp_begin
+    assert result.tokens and begin <= result.tokens[0] <= begin + 50
+    stamps = [t for t in result.tokens if t >= begin]
+    assert stamps == sorted(stamps)
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_model):
+    features = _tiny_features(tiny_model)
+    options = DecodingOptions(language="en", sample_len=15, temperature=1.0, best_of=3)
+    torch.manual_seed(7)
+    first = decode(tiny_model.model, tiny_model.tokenizer, features, options)[0].tokens
+    torch.manual_seed(7)
+    assert decode(tiny_model.model, tiny_model.tokenizer, features, options)[0].tokens == first
+
+
+# ---------------------------------------------------------------------------------------------
+# the real base weights against openai-whisper (tests/reference/short_greedy.json)
+
+
+def _window_features(model, path):
+    mel = log_mel_spectrogram(load_audio(path), model.model.dims.n_mels, padding=N_SAMPLES)
+    with torch.inference_mode():
+        return model.model.encoder(pad_or_trim(mel, N_FRAMES)[None])
+
+
+def _english_short_files():
+    files = load_reference("short_greedy.json")["files"]
+    return [name for name, entry in files.items() if entry["manifest_language"] == "en"]
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("decode_notimestamps", {"without_timestamps": True}),
+        ("decode_timestamps", {}),
+        ("decode_beam5", {"beam_size": 5}),
+    ],
+)
+def test_window_tokens_equal_the_reference(real_model, audio_dir, kind, options):
+    reference = load_reference("short_greedy.json")["files"]
+    names = _english_short_files()
+    assert len(names) >= 8
+    mismatches = []
+    for name in names:
+        expected = reference[name][kind]
+        features = _window_features(real_model, audio_dir / name)
+        result = DecodingTask(
+            real_model.model,
+            real_model.tokenizer,
+            DecodingOptions(language=reference[name]["transcribe"]["language"], **options),
+        ).run(features)[0]
+        if list(result.tokens) != expected["tokens"]:
+            mismatches.append((name, result.text, expected["text"]))
+        else:
+            assert result.avg_logprob == pytest.approx(expected["avg_logprob"], abs=1e-3)
+    assert not mismatches
+
+
+@pytest.mark.real_model
+def test_language_detection_matches_the_manifest_and_the_reference(real_model, audio_dir):
+    reference = load_reference("language.json")["files"]
+    for name, expected in reference.items():
+        features = _window_features(real_model, audio_dir / name)
+        (language,), (probs,) = detect_language(real_model.model, real_model.tokenizer, features)
+        assert language == expected["manifest_language"], name
+        for code, probability in expected["top5"]:
+            assert probs[code] == pytest.approx(probability, abs=2e-3), (name, code)

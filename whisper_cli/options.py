@@ -1,0 +1,140 @@
+"""Every option of decoding and transcription, in two frozen dataclasses, checked in one place.
+
+Nothing here imports torch, so the command line can build and check options before it loads
+anything heavy (and a contradiction is a usage error, not a failure of every input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from whisper_cli.errors import OptionsError
+
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    # what to do
+    task: str = "transcribe"  # or "translate" (into English)
+    language: str | None = None  # None: detect it from the audio
+
+    # how to pick tokens
+    temperature: float = 0.0  # 0: the most likely token (or beam search); above: sampling
+    sample_len: int | None = None  # most tokens to sample; default half the text context
+    best_of: int | None = None  # candidates sampled at temperature > 0
+    beam_size: int | None = None  # beams at temperature 0; None: greedy
+    patience: float | None = None  # finished beams to wait for, as a multiple of beam_size
+    length_penalty: float | None = None  # None: rank by mean log-probability
+
+    # context
+    prompt: str | tuple[int, ...] | None = None  # text before this window (previous windows)
+    prefix: str | tuple[int, ...] | None = None  # the start of this window's text
+
+    # what may not be sampled
+    suppress_tokens: str | tuple[int, ...] | None = "-1"  # "-1": the non-speech symbols
+    suppress_blank: bool = True  # no blank or end of text as the first token
+
+    # timestamps
+    without_timestamps: bool = False  # sample text tokens only
+    max_initial_timestamp: float | None = 1.0  # seconds into the window for the first one
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    # decoding of each window: task, language, beam_size, best_of, suppression, …
+    decoding: DecodingOptions = DecodingOptions()
+
+    # temperature fallback
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4  # above: too repetitive, retry
+    logprob_threshold: float | None = -1.0  # below: too unsure, retry
+    no_speech_threshold: float | None = 0.6  # above, and unsure: the window is silent
+
+    # context
+    condition_on_previous_text: bool = True
+    initial_prompt: str | None = None
+    carry_initial_prompt: bool = False  # keep the initial prompt in every window's prompt
+
+    # word timestamps
+    word_timestamps: bool = False
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS
+    append_punctuations: str = APPEND_PUNCTUATIONS
+    hallucination_silence_threshold: float | None = None  # seconds; needs word_timestamps
+
+    # what to listen to
+    clip_timestamps: tuple[float, ...] = ()  # start, end, start, end, … seconds
+    language_detection_windows: int = 1
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> TranscribeOptions:
+        """Options from flat keywords, openai-whisper style: TranscribeOptions fields,
+        DecodingOptions fields, and `temperature` as one value or a sequence."""
+        decoding_fields = {f.name for f in dataclasses.fields(DecodingOptions)}
+        own_fields = {f.name for f in dataclasses.fields(cls)}
+        decoding = {k: kwargs.pop(k) for k in list(kwargs) if k in decoding_fields}
+        if "temperature" in decoding:
+            temperature = decoding.pop("temperature")
+            kwargs["temperatures"] = (
+                tuple(temperature)
+                if isinstance(temperature, list | tuple)
+                else (float(temperature),)
+            )
+        unknown = set(kwargs) - own_fields
+        if unknown:
+            raise OptionsError(f"unknown transcription option(s): {', '.join(sorted(unknown))}")
+        if isinstance(kwargs.get("clip_timestamps"), str):
+            kwargs["clip_timestamps"] = parse_clip_timestamps(kwargs["clip_timestamps"])
+        return cls(decoding=DecodingOptions(**decoding), **kwargs)
+
+
+def parse_clip_timestamps(text: str) -> tuple[float, ...]:
+    """'10,20.5,30' → (10.0, 20.5, 30.0); empty → ()."""
+    try:
+        seconds = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise OptionsError(f"{text!r} is not a comma-separated list of seconds") from None
+    if any(not 0 <= s < float("inf") for s in seconds):
+        raise OptionsError("clip timestamps must be finite and not negative")
+    return seconds
+
+
+def verify_decoding(options: DecodingOptions) -> None:
+    """Reject contradictory decoding options with a plain message."""
+    if options.task not in ("transcribe", "translate"):
+        raise OptionsError(f"unknown task {options.task!r}: use transcribe or translate")
+    if options.beam_size is not None and options.best_of is not None and options.temperature == 0:
+        raise OptionsError("best_of with temperature 0 has nothing to sample: use beam_size")
+    if options.temperature > 0 and options.beam_size is not None:
+        raise OptionsError("beam search is deterministic: use temperature 0 with beam_size")
+    if options.beam_size is not None and options.beam_size < 1:
+        raise OptionsError("beam_size must be at least 1")
+    if options.best_of is not None and options.best_of < 1:
+        raise OptionsError("best_of must be at least 1")
+    if options.patience is not None and options.beam_size is None:
+        raise OptionsError("patience needs beam_size")
+    if options.patience is not None and options.patience <= 0:
+        raise OptionsError("patience must be above 0")
+    if options.length_penalty is not None and not 0 <= options.length_penalty <= 1:
+        raise OptionsError("length_penalty must be between 0 and 1")
+
+
+def verify(options: TranscribeOptions) -> None:
+    """Reject contradictory transcription options with a plain message."""
+    # beam_size (at temperature 0) and best_of (above it) are used in turn by the fallback
+    verify_decoding(dataclasses.replace(options.decoding, best_of=None, temperature=0.0))
+    if options.decoding.best_of is not None and options.decoding.best_of < 1:
+        raise OptionsError("best_of must be at least 1")
+    if not options.temperatures:
+        raise OptionsError("at least one temperature is needed")
+    if any(t < 0 for t in options.temperatures):
+        raise OptionsError("temperatures cannot be negative")
+    if any(t < 0 for t in options.clip_timestamps):
+        raise OptionsError("clip timestamps cannot be negative")
+    if options.hallucination_silence_threshold is not None and not options.word_timestamps:
+        raise OptionsError("hallucination_silence_threshold needs word_timestamps")
+    if options.language_detection_windows < 1:
+        raise OptionsError("language_detection_windows must be at least 1")
