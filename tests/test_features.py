@@ -6,8 +6,8 @@ import torch
 
 from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
-from whisper_cli.constants import N_SAMPLES, SAMPLE_RATE
-from whisper_cli.features import log_mel_spectrogram, mel_filters, pad_or_trim
+from whisper_cli.constants import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from whisper_cli.features import LogMelFrames, log_mel_spectrogram, mel_filters, pad_or_trim
 
 
 @pytest.mark.parametrize("n_mels", [80, 128])
@@ -56,3 +56,26 @@ def test_log_mel_matches_the_reference_on_every_readable_file(audio_dir, manifes
         expected = reference[f"{name}|{n_mels}|mel"]
         difference = np.abs(mel[:, frames].numpy() - expected).max()
         assert difference < 1e-4, f"{name}: max |Δ| = {difference:.2e}"
+
+
+_SHORT = [0, 1, 150, 200, 201, 5000]
+_LONG = [N_SAMPLES + 77, 1_234_567]
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "block"),
+    [(n, b) for n in _SHORT for b in (7, 1000, N_SAMPLES)]
+    + [(n, b) for n in _LONG for b in (1000, N_SAMPLES)],
+)
+def test_streamed_features_equal_the_whole_file_computation(n_samples, block):
+    audio = np.random.default_rng(n_samples).normal(0, 0.1, n_samples).astype(np.float32)
+    whole = log_mel_spectrogram(audio, 80, padding=N_SAMPLES)
+    blocks = [audio[i : i + block] for i in range(0, n_samples, block)]
+    frames = LogMelFrames.from_blocks(blocks, 80)
+    assert frames.n_samples == n_samples
+    assert frames.content_frames == whole.shape[-1] - N_FRAMES
+    torch.testing.assert_close(frames.window(0, frames.n_frames), whole, atol=1e-6, rtol=0)
+    if whole.shape[-1] > 4000:  # a window across two chunks
+        torch.testing.assert_close(
+            frames.window(2500, 1000), whole[:, 2500:3500], atol=1e-6, rtol=0
+        )

@@ -1039,8 +1039,7 @@ def _transcribe_job(
     from whisper_cli.writers import write_outputs
 
     with _claim(job, plan):
-        decoded = _decode(job, ui)
-        info, segments = _start(job, whisper, decoded, options, ui, progress)
+        info, segments = _start(job, whisper, options, ui, progress)
         if plan.to_stdout:
             _write_stdout(job, whisper, info, segments, plan, json_lines)
         else:
@@ -1107,17 +1106,24 @@ def _decode(job: Job, ui: Ui) -> DecodedAudio:
 def _start(
     job: Job,
     whisper: WhisperModel,
-    decoded: DecodedAudio,
     options: TranscribeOptions,
     ui: Ui,
     progress: FileProgress,
 ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
-    """Start transcribing one input; its segments, echoed with --verbose, as they come."""
+    """Start transcribing one input; its segments, echoed with --verbose, as they come.
+
+    The audio streams into the features block by block, so a long recording is never held
+    in memory whole; decoding warnings are known once the features are.
+    """
+    from whisper_cli.audio import iter_audio
     from whisper_cli.tokenizer import LANGUAGES
     from whisper_cli.transcribe import transcribe_stream
 
-    progress.start(job, decoded.duration)
-    info, segments = transcribe_stream(whisper, decoded.samples, options, progress.update)
+    with iter_audio("-" if job.source is None else job.source) as stream:
+        info, segments = transcribe_stream(whisper, stream, options, progress.update)
+        for warning in stream.warnings:
+            ui.warning(warning)
+    progress.start(job, info.duration)
     if options.decoding.language is None:
         name = LANGUAGES.get(info.language, info.language).title()
         probability = f" ({info.language_probability:.2f})" if info.language_probability else ""

@@ -8,6 +8,7 @@ librosa's `filters.mel(sr=16000, n_fft=400, n_mels=N)`, which is what openai-whi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -82,6 +83,107 @@ def log_mel_spectrogram(
     return (log_spec + 4.0) / 4.0
 
 
+class LogMelFrames:
+    """The log-mel spectrogram of a recording, computed piece by piece as its audio streams
+    in, so that neither the whole recording nor its whole STFT is ever held in memory.
+
+    Frames are stored as log10 power before the clamp, which needs the maximum of the whole
+    recording; `window` applies it, so every window equals the same slice of
+    `log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)` of the whole recording.
+    """
+
+    def __init__(self, n_mels: int = 80, padding: int = N_SAMPLES, chunk_frames: int = 3000):
+        self.n_mels = n_mels
+        self.padding = padding
+        self.chunk_frames = chunk_frames
+        self.n_samples = 0  # audio samples seen, without the padding
+        self._chunks: list[torch.Tensor] = []  # (n_mels, frames) log10 power, unclamped
+        self._starts: list[int] = []  # first frame of each chunk
+        self.n_frames = 0
+        self._max = -torch.inf
+
+    @classmethod
+    def from_blocks(
+        cls, blocks: Iterable[np.ndarray], n_mels: int = 80, padding: int = N_SAMPLES
+    ) -> LogMelFrames:
+        """From 16 kHz mono float32 sample blocks of any sizes."""
+        frames = cls(n_mels, padding)
+        frames._consume(blocks)
+        return frames
+
+    def _padded_signal(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The signal torch.stft(center=True) sees: reflected at the start, then the audio,
+        then `padding` zeros and the reflection of zeros at the end."""
+        half = N_FFT // 2
+        head = np.zeros(0, dtype=np.float32)
+        started = False
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1)
+            self.n_samples += len(block)
+            if not started:
+                head = np.concatenate([head, block])
+                if len(head) <= half:
+                    continue
+                yield head[1 : half + 1][::-1].copy()
+                yield head
+                started = True
+            else:
+                yield block
+        zeros = np.zeros(self.padding + half, dtype=np.float32)
+        if not started:  # shorter than the reflection: it reaches into the padding
+            signal = np.concatenate([head, zeros])
+            yield signal[1 : half + 1][::-1].copy()
+            yield signal
+        else:
+            yield zeros
+
+    def _consume(self, blocks: Iterable[np.ndarray]) -> None:
+        window = torch.hann_window(N_FFT)
+        filters = torch.from_numpy(mel_filters(self.n_mels))
+        span = (self.chunk_frames - 1) * HOP_LENGTH + N_FFT  # samples behind one chunk
+        buffer = np.zeros(0, dtype=np.float32)
+        for piece in self._padded_signal(blocks):
+            buffer = np.concatenate([buffer, piece])
+            while len(buffer) >= span:
+                self._add(buffer[:span], window, filters)
+                buffer = buffer[self.chunk_frames * HOP_LENGTH :]
+        # the total matches torch.stft(center=True) with its last frame dropped
+        total = (self.n_samples + self.padding) // HOP_LENGTH
+        remaining = total - self.n_frames
+        if remaining > 0:
+            needed = (remaining - 1) * HOP_LENGTH + N_FFT
+            self._add(np.pad(buffer, (0, max(0, needed - len(buffer))))[:needed], window, filters)
+
+    def _add(self, signal: np.ndarray, window: torch.Tensor, filters: torch.Tensor) -> None:
+        audio = torch.from_numpy(signal)
+        stft = torch.stft(
+            audio, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True
+        )
+        log_spec = torch.clamp(filters @ (stft.abs() ** 2), min=1e-10).log10()  # (n_mels, T)
+        self._starts.append(self.n_frames)
+        self._chunks.append(log_spec)
+        self.n_frames += log_spec.shape[1]
+        self._max = max(self._max, float(log_spec.max()))
+
+    @property
+    def content_frames(self) -> int:
+        """Frames of the audio itself (the padding excluded)."""
+        return self.n_frames - self.padding // HOP_LENGTH
+
+    def window(self, start: int, length: int) -> torch.Tensor:
+        """Frames [start, start + length), clamped and scaled: shape = (n_mels, ≤ length)."""
+        end = min(start + length, self.n_frames)
+        pieces = []
+        for chunk_start, chunk in zip(self._starts, self._chunks, strict=True):
+            chunk_end = chunk_start + chunk.shape[1]
+            if chunk_end <= start or chunk_start >= end:
+                continue
+            pieces.append(chunk[:, max(start, chunk_start) - chunk_start : end - chunk_start])
+        log_spec = torch.cat(pieces, dim=1) if pieces else torch.zeros(self.n_mels, 0)
+        log_spec = torch.maximum(log_spec, torch.tensor(self._max - 8.0))
+        return (log_spec + 4.0) / 4.0
+
+
 def pad_or_trim(array: torch.Tensor, length: int, axis: int = -1) -> torch.Tensor:
     """Zero-pad or cut `array` along `axis` to exactly `length` entries."""
     size = array.shape[axis]
@@ -94,4 +196,4 @@ def pad_or_trim(array: torch.Tensor, length: int, axis: int = -1) -> torch.Tenso
     return array
 
 
-__all__ = ["N_SAMPLES", "log_mel_spectrogram", "mel_filters", "pad_or_trim"]
+__all__ = ["LogMelFrames", "log_mel_spectrogram", "mel_filters", "pad_or_trim"]

@@ -72,9 +72,11 @@ class KVCache:
         self.cross: list[tuple[Tensor, Tensor]] = []  # per layer: (B_audio, S, C) twice
 
     def reorder(self, source: Tensor) -> None:
-        """Keep, for each row of the batch, the cache of row `source[row]` (beam search)."""
-        self.key = self.key.index_select(1, source)
-        self.value = self.value.index_select(1, source)
+        """Keep, for each row of the batch, the cache of row `source[row]` (beam search).
+        Only the filled positions move."""
+        filled = slice(0, self.length)
+        self.key[:, :, filled] = self.key[:, source, filled]
+        self.value[:, :, filled] = self.value[:, source, filled]
 
 
 class MultiHeadAttention(nn.Module):

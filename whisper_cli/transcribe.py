@@ -34,7 +34,7 @@ from whisper_cli.constants import (
 )
 from whisper_cli.decoding import DecodingResult, DecodingTask
 from whisper_cli.decoding import detect_language as detect_language_features
-from whisper_cli.features import log_mel_spectrogram, pad_or_trim
+from whisper_cli.features import LogMelFrames, pad_or_trim
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
 from whisper_cli.results import Segment, Transcript, Word
 from whisper_cli.timing import (
@@ -57,13 +57,25 @@ class TranscriptionInfo:
     duration: float  # seconds
 
 
-def load_input(audio: str | os.PathLike[str] | bytes | np.ndarray | torch.Tensor) -> np.ndarray:
-    """Samples from a path, encoded bytes, or samples already (16 kHz mono float32)."""
-    if isinstance(audio, np.ndarray | torch.Tensor):
-        return np.asarray(audio, dtype=np.float32)
-    from whisper_cli.audio import load_audio
+AudioInput = str | os.PathLike[str] | bytes | np.ndarray | torch.Tensor | Iterable[np.ndarray]
 
-    return load_audio(audio)
+
+def log_mel_frames(model: WhisperModel, audio: AudioInput) -> LogMelFrames:
+    """The padded log-mel spectrogram of a path, encoded bytes, 16 kHz mono samples, or an
+    iterable of sample blocks (such as `audio.iter_audio`), computed as the audio streams in."""
+    n_mels = model.model.dims.n_mels
+    if isinstance(audio, np.ndarray | torch.Tensor):
+        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        blocks: Iterable[np.ndarray] = (
+            samples[i : i + N_SAMPLES] for i in range(0, len(samples), N_SAMPLES)
+        )
+        return LogMelFrames.from_blocks(blocks, n_mels)
+    if isinstance(audio, str | bytes | os.PathLike):
+        from whisper_cli.audio import iter_audio
+
+        with iter_audio(audio) as stream:
+            return LogMelFrames.from_blocks(stream, n_mels)
+    return LogMelFrames.from_blocks(audio, n_mels)
 
 
 def _window_features(model: WhisperModel, mel: torch.Tensor) -> torch.Tensor:
@@ -74,7 +86,7 @@ def _window_features(model: WhisperModel, mel: torch.Tensor) -> torch.Tensor:
 
 
 def _choose_language(
-    model: WhisperModel, mel: torch.Tensor, content_frames: int, options: TranscribeOptions
+    model: WhisperModel, mel: LogMelFrames, content_frames: int, options: TranscribeOptions
 ) -> tuple[str, float | None]:
     """The language given, or detected over the first window(s) that hold speech."""
     requested = options.decoding.language
@@ -85,7 +97,7 @@ def _choose_language(
     totals: dict[str, float] = {}
     windows = 0
     for seek in range(0, max(content_frames, 1), N_FRAMES):
-        features = _window_features(model, mel[:, seek : seek + N_FRAMES])
+        features = _window_features(model, mel.window(seek, N_FRAMES))
         _, (probs,) = detect_language_features(model.model, model.tokenizer, features)
         no_speech = _no_speech_probability(model, features)
         threshold = options.no_speech_threshold
@@ -97,7 +109,7 @@ def _choose_language(
         if windows >= options.language_detection_windows or options.language_detection_windows == 1:
             break
     if not totals:  # no window with speech: fall back to the first window
-        features = _window_features(model, mel[:, :N_FRAMES])
+        features = _window_features(model, mel.window(0, N_FRAMES))
         _, (totals,) = detect_language_features(model.model, model.tokenizer, features)
         windows = 1
     code = max(totals, key=totals.__getitem__)
@@ -186,16 +198,15 @@ class _State:
 
 def transcribe_stream(
     model: WhisperModel,
-    audio: str | os.PathLike[str] | bytes | np.ndarray | torch.Tensor,
+    audio: AudioInput,
     options: TranscribeOptions = TranscribeOptions(),  # noqa: B008 (frozen, so safe to share)
     progress: Progress | None = None,
 ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
     """Start transcribing: the language and duration now, the segments as they are decoded."""
     verify(options)
-    samples = load_input(audio)
-    mel = log_mel_spectrogram(samples, model.model.dims.n_mels, padding=N_SAMPLES)
-    content_frames = mel.shape[-1] - N_FRAMES
-    duration = content_frames * HOP_LENGTH / SAMPLE_RATE
+    mel = log_mel_frames(model, audio)
+    content_frames = mel.content_frames
+    duration = mel.n_samples / SAMPLE_RATE
 
     language, probability = _choose_language(model, mel, content_frames, options)
     task = options.decoding.task
@@ -208,7 +219,7 @@ def transcribe_stream(
 
 def transcribe(
     model: WhisperModel,
-    audio: str | os.PathLike[str] | bytes | np.ndarray | torch.Tensor,
+    audio: AudioInput,
     options: TranscribeOptions = TranscribeOptions(),  # noqa: B008 (frozen, so safe to share)
     progress: Progress | None = None,
 ) -> Transcript:
@@ -232,13 +243,9 @@ def collect(
     )
 
 
-def detect_language(
-    model: WhisperModel, audio: str | os.PathLike[str] | bytes | np.ndarray | torch.Tensor
-) -> dict[str, float]:
+def detect_language(model: WhisperModel, audio: AudioInput) -> dict[str, float]:
     """Every language's probability over the first 30 s, most likely first."""
-    samples = load_input(audio)
-    mel = log_mel_spectrogram(samples, model.model.dims.n_mels, padding=N_SAMPLES)
-    features = _window_features(model, mel[:, :N_FRAMES])
+    features = _window_features(model, log_mel_frames(model, audio).window(0, N_FRAMES))
     _, (probs,) = detect_language_features(model.model, model.tokenizer, features)
     return probs
 
@@ -263,7 +270,7 @@ def _clips(options: TranscribeOptions, content_frames: int) -> list[tuple[int, i
 
 def _seek_loop(
     model: WhisperModel,
-    mel: torch.Tensor,
+    mel: LogMelFrames,
     content_frames: int,
     decoding: DecodingOptions,
     options: TranscribeOptions,
@@ -296,7 +303,7 @@ def _seek_loop(
         window_end_time = (seek + N_FRAMES) * HOP_LENGTH / SAMPLE_RATE
         segment_size = min(N_FRAMES, content_frames - seek, clip_end - seek)
         segment_duration = segment_size * HOP_LENGTH / SAMPLE_RATE
-        features = _window_features(model, mel[:, seek : seek + segment_size])
+        features = _window_features(model, mel.window(seek, segment_size))
 
         if options.carry_initial_prompt:
             since = max(len(initial_prompt), state.prompt_reset_since)
