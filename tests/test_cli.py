@@ -43,10 +43,12 @@ def tone(path: Path, seconds: float = 1.0, frequency: float = 440.0) -> Path:
 
 
 def fast(model: Path) -> list[str]:
-    """Options that keep the tiny model quick: greedy, no fallback, no language detection."""
+    """Options that keep the tiny model quick: greedy, no fallback, no language detection;
+    and every window decoded (a tone holds no speech, so the voice gate would skip it)."""
     return [
         "-m",
         str(model),
+        "--no-skip-silent-windows",
         "--threads",
         "1",
         "--beam-size",

@@ -476,6 +476,15 @@ def transcribe(
             rich_help_panel=FALLBACK,
         ),
     ] = 0.6,
+    skip_silent_windows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-silent-windows/--no-skip-silent-windows",
+            help="Skip 30-s windows in which voice activity detection (Silero VAD) hears no "
+            "speech, instead of letting the model invent text for silence or music.",
+            rich_help_panel=FALLBACK,
+        ),
+    ] = True,
     # prompt
     initial_prompt: Annotated[
         str | None,
@@ -868,6 +877,7 @@ def build_options(task: str, values: Mapping[str, Any]) -> tuple[TranscribeOptio
         compression_ratio_threshold=values["compression_ratio_threshold"],
         logprob_threshold=values["logprob_threshold"],
         no_speech_threshold=values["no_speech_threshold"],
+        skip_silent_windows=values["skip_silent_windows"],
         condition_on_previous_text=values["condition_on_previous_text"],
         initial_prompt=values["initial_prompt"],
         carry_initial_prompt=values["carry_initial_prompt"],

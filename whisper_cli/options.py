@@ -53,6 +53,7 @@ class TranscribeOptions:
     compression_ratio_threshold: float | None = 2.4  # above: too repetitive, retry
     logprob_threshold: float | None = -1.0  # below: too unsure, retry
     no_speech_threshold: float | None = 0.6  # above, and unsure: the window is silent
+    skip_silent_windows: bool = True  # skip windows where voice activity detection hears none
 
     # context
     condition_on_previous_text: bool = True

@@ -9,6 +9,10 @@ Where this differs from openai-whisper, on purpose:
   passed the compression check is kept (faster-whisper's rule), not the last one; the prompt is
   still reset, since a window that needed sampling above 0.5 is not a trustworthy prompt;
 - segments left without text (the reference keeps them, emptied) are not returned;
+- a window in which voice activity detection (Silero VAD) hears under 0.25 s of speech is
+  skipped as silent (`skip_silent_windows`), where the reference can invent text ("you" on
+  digital silence, "Music" over an orchestra); windows with speech decode exactly as before;
+- segment and word times are clamped to the audio's duration;
 - each window's audio is encoded once, not once per fallback attempt;
 - with `language_detection_windows` > 1, the language is the most probable over the first
   windows that hold speech, not the first window alone.
@@ -43,6 +47,7 @@ from whisper_cli.timing import (
     is_anomaly,
 )
 from whisper_cli.tokenizer import language_code
+from whisper_cli.vad import SpeechDetector
 
 if TYPE_CHECKING:
     from whisper_cli.models import WhisperModel
@@ -60,21 +65,23 @@ class TranscriptionInfo:
 AudioInput = str | os.PathLike[str] | bytes | np.ndarray | torch.Tensor | Iterable[np.ndarray]
 
 
-def log_mel_frames(model: WhisperModel, audio: AudioInput) -> LogMelFrames:
+def log_mel_frames(
+    model: WhisperModel, audio: AudioInput, detector: SpeechDetector | None = None
+) -> LogMelFrames:
     """The padded log-mel spectrogram of a path, encoded bytes, 16 kHz mono samples, or an
-    iterable of sample blocks (such as `audio.iter_audio`), computed as the audio streams in."""
+    iterable of sample blocks (such as `audio.iter_audio`), computed as the audio streams in;
+    `detector`, if given, listens to the same blocks."""
     n_mels = model.model.dims.n_mels
-    if isinstance(audio, np.ndarray | torch.Tensor):
-        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
-        blocks: Iterable[np.ndarray] = (
-            samples[i : i + N_SAMPLES] for i in range(0, len(samples), N_SAMPLES)
-        )
-        return LogMelFrames.from_blocks(blocks, n_mels)
     if isinstance(audio, str | bytes | os.PathLike):
         from whisper_cli.audio import iter_audio
 
         with iter_audio(audio) as stream:
-            return LogMelFrames.from_blocks(stream, n_mels)
+            return log_mel_frames(model, stream, detector)
+    if isinstance(audio, np.ndarray | torch.Tensor):
+        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        audio = (samples[i : i + N_SAMPLES] for i in range(0, len(samples), N_SAMPLES))
+    if detector is not None:
+        audio = detector.observe(audio)
     return LogMelFrames.from_blocks(audio, n_mels)
 
 
@@ -204,7 +211,8 @@ def transcribe_stream(
 ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
     """Start transcribing: the language and duration now, the segments as they are decoded."""
     verify(options)
-    mel = log_mel_frames(model, audio)
+    detector = SpeechDetector() if options.skip_silent_windows else None
+    mel = log_mel_frames(model, audio, detector)
     content_frames = mel.content_frames
     duration = mel.n_samples / SAMPLE_RATE
 
@@ -214,7 +222,7 @@ def transcribe_stream(
         task = "transcribe"  # an English-only model can only transcribe
     decoding = replace(options.decoding, language=language, task=task)
     info = TranscriptionInfo(language, probability, duration)
-    return info, _seek_loop(model, mel, content_frames, decoding, options, progress)
+    return info, _seek_loop(model, mel, content_frames, decoding, options, progress, detector)
 
 
 def transcribe(
@@ -275,6 +283,7 @@ def _seek_loop(
     decoding: DecodingOptions,
     options: TranscribeOptions,
     progress: Progress | None,
+    detector: SpeechDetector | None = None,
 ) -> Iterator[Segment]:
     tokenizer = model.tokenizer
     dims = model.model.dims
@@ -303,6 +312,10 @@ def _seek_loop(
         window_end_time = (seek + N_FRAMES) * HOP_LENGTH / SAMPLE_RATE
         segment_size = min(N_FRAMES, content_frames - seek, clip_end - seek)
         segment_duration = segment_size * HOP_LENGTH / SAMPLE_RATE
+        if detector is not None and not detector.has_speech(seek, segment_size):
+            seek += segment_size  # no voice in the window: as silent as the model can tell
+            _report(progress, seek, content_frames)
+            continue
         features = _window_features(model, mel.window(seek, segment_size))
 
         if options.carry_initial_prompt:
