@@ -12,6 +12,7 @@ from whisper_cli.timing import (
     is_anomaly,
     median_filter,
     merge_punctuations,
+    split_at_pauses,
 )
 
 
@@ -87,3 +88,24 @@ def test_anomalous_words_flag_a_segment():
     assert is_anomaly(segment((" hmm", 0.0, 0.05, 0.05)))  # improbable and very short
     assert not is_anomaly(segment((" hello", 0.0, 0.4, 0.9), (" there", 0.4, 0.8, 0.95)))
     assert not is_anomaly(None)
+
+
+def test_segments_split_where_words_pause():
+    words = [
+        TimedWord(" one", 0.0, 0.4, 0.9, [11]),
+        TimedWord(" two,", 0.5, 0.9, 0.9, [12, 13]),
+        TimedWord(" three", 1.6, 2.0, 0.9, [14]),  # after a 0.7-s pause
+        TimedWord(" four", 2.1, 2.5, 0.9, [15]),
+    ]
+    segment = PendingSegment(0, 0.0, 2.6, [100, 11, 12, 13, 14, 15, 130], words)
+    first, second = split_at_pauses(segment, 0.5, eot=50)
+    assert (first.start, first.end, first.tokens) == (0.0, 0.9, [100, 11, 12, 13])
+    assert (second.start, second.end, second.tokens) == (1.6, 2.6, [14, 15, 130])
+    assert [w.word for w in second.words] == [" three", " four"]
+    assert split_at_pauses(segment, 1.0, eot=50) == [segment]
+
+
+def test_segments_whose_words_do_not_cover_the_tokens_stay_whole():
+    words = [TimedWord(" a", 0.0, 0.2, 0.9, [11]), TimedWord(" b", 2.0, 2.2, 0.9, [])]
+    segment = PendingSegment(0, 0.0, 2.2, [100, 11, 12, 130], words)
+    assert split_at_pauses(segment, 0.5, eot=50) == [segment]

@@ -117,12 +117,15 @@ def _text(segment):
     return segment["text"] if isinstance(segment, dict) else segment.text
 
 
-def _compare_segments(ours, reference, name):
+def _compare_segments(ours, reference, name, duration):
+    """Texts equal, times within 0.1 s; the reference's times clamped to the audio as ours
+    are (it can place a last timestamp in the padding after the end)."""
     theirs = [s for s in reference["segments"] if s["text"].strip()]
     assert [s.text for s in ours.segments] == [s["text"] for s in theirs], name
     for mine, expected in zip(ours.segments, theirs, strict=True):
-        assert abs(mine.start - expected["start"]) <= 0.1, (name, mine.start, expected["start"])
-        assert abs(mine.end - expected["end"]) <= 0.1, (name, mine.end, expected["end"])
+        start, end = min(expected["start"], duration), min(expected["end"], duration)
+        assert abs(mine.start - start) <= 0.1, (name, mine.start, expected["start"])
+        assert abs(mine.end - end) <= 0.1, (name, mine.end, expected["end"])
 
 
 def _english_short(reference):
@@ -136,7 +139,7 @@ def test_short_files_greedy_equal_the_reference(real_model, audio_dir):
         audio = load_audio(audio_dir / name)
         transcript = real_model.transcribe(audio, temperature=0.0)
         assert transcript.language == "en"
-        _compare_segments(transcript, entry["transcribe"], name)
+        _compare_segments(transcript, entry["transcribe"], name, len(audio) / 16000)
         assert_well_formed(transcript, len(audio) / 16000)
 
 
@@ -149,7 +152,7 @@ def _longform(model, audio_dir, **options):
 @pytest.mark.real_model
 def test_longform_greedy_equals_the_reference(real_model, audio_dir):
     transcript, duration = _longform(real_model, audio_dir, temperature=0.0)
-    _compare_segments(transcript, load_reference("longform.json")["greedy"], "longform")
+    _compare_segments(transcript, load_reference("longform.json")["greedy"], "longform", duration)
     assert_well_formed(transcript, duration)
 
 

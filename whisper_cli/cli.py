@@ -34,6 +34,8 @@ import typer
 from whisper_cli import __version__
 from whisper_cli.errors import OptionsError, WhisperCliError
 from whisper_cli.models import MODELS
+from whisper_cli.options import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
+from whisper_cli.writers import FORMATS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,9 +59,6 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 # defaults that differ from the library's: openai-whisper's command line decodes with beams
 DEFAULT_MODEL = "turbo"
 DEFAULT_FORMAT = "all"
-FORMAT_NAMES = ("txt", "srt", "vtt", "tsv", "json")  # writers.FORMATS, without importing it
-PREPEND_PUNCTUATIONS = "\"'“¿([{-"  # timing.PREPEND_PUNCTUATIONS (a test keeps them equal)
-APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"  # timing.APPEND_PUNCTUATIONS
 
 # (what it does, the command): the help's epilog and the man page's EXAMPLES
 EXAMPLES: tuple[tuple[str, str], ...] = (
@@ -185,7 +184,7 @@ def _complete_languages(incomplete: str) -> list[str]:
 def _complete_formats(incomplete: str) -> list[str]:
     done, _, last = incomplete.rpartition(",")
     prefix = f"{done}," if done else ""
-    return [prefix + name for name in (*FORMAT_NAMES, "all") if name.startswith(last)]
+    return [prefix + name for name in (*FORMATS, "all") if name.startswith(last)]
 
 
 def _show_version(value: bool) -> None:
@@ -548,6 +547,16 @@ def transcribe(
             rich_help_panel=WORDS,
         ),
     ] = None,
+    split_on_pauses: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_optional_float,
+            metavar="SECONDS|none",
+            help="With word timestamps, end a segment (a subtitle) where its words are this far "
+            "apart, so that none spans a silence.",
+            rich_help_panel=WORDS,
+        ),
+    ] = 0.5,
     # input
     clip_timestamps: Annotated[
         str,
@@ -887,6 +896,7 @@ def build_options(task: str, values: Mapping[str, Any]) -> tuple[TranscribeOptio
         prepend_punctuations=values["prepend_punctuations"],
         append_punctuations=values["append_punctuations"],
         hallucination_silence_threshold=hallucination_threshold,
+        split_on_pauses=values["split_on_pauses"],
         clip_timestamps=parse_clip_timestamps(values["clip_timestamps"]),
         language_detection_windows=values["language_detection_windows"],
     )

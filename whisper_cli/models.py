@@ -116,15 +116,24 @@ def resolve_model(
         if path.is_dir() or path.suffix == ".pt":
             return Checkpoint(name, path)
         raise ModelError(f"{name}: not a model folder or an openai-whisper .pt file")
-    looks_like_path = path.suffix == ".pt" or name.startswith((".", "/", "~")) or os.sep in name
-    if name not in MODELS and (looks_like_path and name.count("/") != 1 or name.count("/") > 1):
+    if name in MODELS:
+        repo_id = MODELS[name]
+    elif _is_repo_id(name):
+        repo_id = name
+    elif path.suffix == ".pt" or "/" in name or os.sep in name or name.startswith((".", "~")):
         raise ModelError(f"{name}: no such model folder or file")
-    if name not in MODELS and "/" not in name:
+    else:
         known = ", ".join(MODELS)
         raise ModelError(f"unknown model {name!r}: use one of {known}, a Hub repo id or a path")
-    repo_id = MODELS.get(name, name)
     folder = _hub_snapshot(repo_id, name, revision, offline, cache_dir, download_progress)
     return Checkpoint(name, folder, repo_id)
+
+
+def _is_repo_id(name: str) -> bool:
+    """'owner/name': one slash, no path-like start, no file suffix."""
+    owner, _, repo = name.partition("/")
+    plain = owner and repo and "/" not in repo and not name.startswith((".", "~"))
+    return bool(plain) and not name.endswith(".pt")
 
 
 def _hub_snapshot(

@@ -65,6 +65,7 @@ class TranscribeOptions:
     prepend_punctuations: str = PREPEND_PUNCTUATIONS
     append_punctuations: str = APPEND_PUNCTUATIONS
     hallucination_silence_threshold: float | None = None  # seconds; needs word_timestamps
+    split_on_pauses: float | None = 0.5  # seconds between words that end a segment
 
     # what to listen to
     clip_timestamps: tuple[float, ...] = ()  # start, end, start, end, … seconds
@@ -137,5 +138,7 @@ def verify(options: TranscribeOptions) -> None:
         raise OptionsError("clip timestamps cannot be negative")
     if options.hallucination_silence_threshold is not None and not options.word_timestamps:
         raise OptionsError("hallucination_silence_threshold needs word_timestamps")
+    if options.split_on_pauses is not None and options.split_on_pauses <= 0:
+        raise OptionsError("split_on_pauses must be above 0 seconds (or None)")
     if options.language_detection_windows < 1:
         raise OptionsError("language_detection_windows must be at least 1")

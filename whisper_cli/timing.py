@@ -41,6 +41,7 @@ class TimedWord:
     start: float  # seconds into the audio
     end: float
     probability: float
+    tokens: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -231,6 +232,7 @@ def add_word_timestamps(
                         round(time_offset + timing.start, 2),
                         round(time_offset + timing.end, 2),
                         timing.probability,
+                        timing.tokens,
                     )
                 )
             consumed += len(timing.tokens)
@@ -266,6 +268,39 @@ def _fit_segment(
     else:
         segment.end = last.end
     return segment.end
+
+
+def split_at_pauses(segment: PendingSegment, pause: float, eot: int) -> list[PendingSegment]:
+    """Cut a segment wherever its words are at least `pause` seconds apart, so that one
+    segment (one subtitle) never spans a silence; tokens are cut at the same word."""
+    words = segment.words
+    text_positions = [i for i, t in enumerate(segment.tokens) if t < eot]
+    if len(words) < 2 or sum(len(w.tokens) for w in words) != len(text_positions):
+        return [segment]
+    pieces: list[PendingSegment] = []
+    first_word, token_start, text_seen = 0, 0, 0
+    for k in range(len(words) - 1):
+        text_seen += len(words[k].tokens)
+        if words[k + 1].start - words[k].end < pause:
+            continue
+        token_end = text_positions[text_seen - 1] + 1
+        start = segment.start if not pieces else words[first_word].start
+        piece_words = words[first_word : k + 1]
+        piece = PendingSegment(
+            segment.seek, start, words[k].end, segment.tokens[token_start:token_end], piece_words
+        )
+        pieces.append(piece)
+        first_word, token_start = k + 1, token_end
+    if not pieces:
+        return [segment]
+    rest = PendingSegment(
+        segment.seek,
+        words[first_word].start,
+        segment.end,
+        segment.tokens[token_start:],
+        words[first_word:],
+    )
+    return [*pieces, rest]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ Where this differs from openai-whisper, on purpose:
   skipped as silent (`skip_silent_windows`), where the reference can invent text ("you" on
   digital silence, "Music" over an orchestra); windows with speech decode exactly as before;
 - segment and word times are clamped to the audio's duration;
+- with word timestamps, a segment is cut where its words are `split_on_pauses` (0.5 s) apart,
+  so that no segment or subtitle spans a silence between two utterances;
 - each window's audio is encoded once, not once per fallback attempt;
 - with `language_detection_windows` > 1, the language is the most probable over the first
   windows that hold speech, not the first window alone.
@@ -45,6 +47,7 @@ from whisper_cli.timing import (
     PendingSegment,
     add_word_timestamps,
     is_anomaly,
+    split_at_pauses,
 )
 from whisper_cli.tokenizer import language_code
 from whisper_cli.vad import SpeechDetector
@@ -393,6 +396,12 @@ def _seek_loop(
             if last_word_end is not None:
                 state.last_speech_timestamp = last_word_end
 
+        if options.word_timestamps and options.split_on_pauses is not None:
+            segments = [
+                piece
+                for segment in segments
+                for piece in split_at_pauses(segment, options.split_on_pauses, tokenizer.eot)
+            ]
         for pending in segments:
             text_tokens = [t for t in pending.tokens if t < tokenizer.eot]
             text = tokenizer.decode(text_tokens)
