@@ -869,3 +869,28 @@ def test_batch_real(tmp_path, real_model_path, audio_dir):
         assert len(cues) == len(data["segments"]) >= 1
         captions = webvtt.from_string((out / f"{stem}.vtt").read_text(encoding="utf-8"))
         assert len(captions) == len(cues)
+
+
+@pytest.mark.real_model
+def test_every_damaged_file_of_the_manifest_behaves_as_it_says(
+    tmp_path, tiny_checkpoint, audio_dir, manifest
+):
+    """`error` files: one line naming the file, exit 1, no output, no traceback.
+    `error_or_partial` files: that, or a warning and the transcript of what decodes."""
+    damaged = [e for e in manifest if e["expect"] in ("error", "error_or_partial")]
+    assert len(damaged) >= 3
+    for entry in damaged:
+        path = audio_dir / entry["file"]
+        out = tmp_path / entry["file"]
+        result = run(["transcribe", *fast(tiny_checkpoint), str(path), "-f", "txt", "-o", str(out)])
+        assert "Traceback" not in result.stderr, entry["file"]
+        outputs = list(out.glob("*")) if out.exists() else []
+        if result.returncode == 1:
+            [(name, cause)] = errors(result.stderr)
+            assert name == str(path) and cause, entry["file"]
+            assert outputs == [], entry["file"]
+        else:
+            assert entry["expect"] == "error_or_partial", (entry["file"], result.stderr)
+            assert result.returncode == 0
+            assert any(line.startswith("warning: ") for line in result.stderr.splitlines())
+            assert [p.name for p in outputs] == [Path(entry["file"]).stem + ".txt"]

@@ -225,3 +225,38 @@ def test_silence_noise_and_music_produce_no_segments(real_model, audio_dir, mani
             load_audio(audio_dir / entry["file"]), beam_size=5, best_of=5
         )
         assert transcript.segments == (), (entry["file"], transcript.text)
+
+
+@pytest.mark.real_model
+def test_other_languages_and_formats_equal_the_reference(real_model, audio_dir):
+    """Opus, MP3 at 32 kHz, and the other languages, greedy, against the reference's text."""
+    reference = load_reference("short_greedy.json")["files"]
+    others = {n: e for n, e in reference.items() if e["manifest_language"] != "en"}
+    assert {"es_mls_13697_11991_000000.opus", "ja_cv_24511055.mp3"} <= set(others)
+    for name, entry in others.items():
+        audio = load_audio(audio_dir / name)
+        transcript = real_model.transcribe(audio, temperature=0.0)
+        assert transcript.language == entry["manifest_language"], name
+        assert transcript.text == entry["transcribe"]["text"], name
+
+
+@pytest.mark.real_model
+def test_an_m4a_made_from_a_dev_file_transcribes_like_it(real_model, audio_dir, tmp_path):
+    av = pytest.importorskip("av", reason="PyAV (the [av] extra) is a test dependency")
+    source = audio_dir / "en_ls_1995-1837-0001.wav"
+    audio = load_audio(source)
+    m4a = tmp_path / "speech.m4a"
+    with av.open(str(m4a), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        samples = (audio * 32767).astype(np.int16)
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], "s16", "mono")
+            frame.rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    wav_text = real_model.transcribe(audio, temperature=0.0).text
+    m4a_text = real_model.transcribe(str(m4a), temperature=0.0).text
+    assert _wer(wav_text, m4a_text) <= 0.05, (wav_text, m4a_text)
