@@ -11,7 +11,7 @@ from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, parse_clip_timestamps
-from whisper_cli.transcribe import _split_window
+from whisper_cli.transcribe import _split_window, transcribe_stream
 
 BEGIN = 1000  # timestamp_begin in the splitting tests
 
@@ -260,3 +260,16 @@ def test_an_m4a_made_from_a_dev_file_transcribes_like_it(real_model, audio_dir, 
     wav_text = real_model.transcribe(audio, temperature=0.0).text
     m4a_text = real_model.transcribe(str(m4a), temperature=0.0).text
     assert _wer(wav_text, m4a_text) <= 0.05, (wav_text, m4a_text)
+
+
+@pytest.mark.real_model
+def test_language_detection_over_several_windows_skips_an_opening_without_speech(
+    real_model, audio_dir
+):
+    music = load_audio(audio_dir / "music_brahms_hungarian_dance_5.flac")[: 30 * 16000]
+    speech = load_audio(audio_dir / "es_pv_A.wav")
+    audio = np.concatenate([music, speech, speech])
+    info, _ = transcribe_stream(
+        real_model, audio, TranscribeOptions.from_kwargs(language_detection_windows=3)
+    )
+    assert info.language == "es"

@@ -7,6 +7,8 @@ faster-whisper's CTranslate2 int8 also relies on for its speed.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -20,7 +22,9 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         scale = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
         zero = torch.zeros(self.out_features, dtype=torch.long)
-        quantised = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+        with warnings.catch_warnings():  # quantised tensors are announced as deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            quantised = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
         bias = None if linear.bias is None else linear.bias.detach().float()
         self._packed = torch.ops.quantized.linear_prepack(quantised, bias)
 

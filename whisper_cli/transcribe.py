@@ -96,38 +96,48 @@ def _window_features(model: WhisperModel, mel: torch.Tensor) -> torch.Tensor:
 
 
 def _choose_language(
-    model: WhisperModel, mel: LogMelFrames, content_frames: int, options: TranscribeOptions
+    model: WhisperModel,
+    mel: LogMelFrames,
+    options: TranscribeOptions,
+    detector: SpeechDetector | None,
 ) -> tuple[str, float | None]:
-    """The language given, or detected over the first window(s) that hold speech."""
+    """The language given, or detected: from the first window as the reference does, or
+    (`language_detection_windows` > 1) by summed probabilities over the first windows that
+    hold speech, so that a recording opening with music or silence is not misjudged."""
     requested = options.decoding.language
     if requested is not None:
         return language_code(requested), None
     if not model.tokenizer.multilingual:
         return "en", None
+
+    def probabilities(seek: int) -> dict[str, float]:
+        features = _window_features(model, mel.window(seek, N_FRAMES))
+        return detect_language_features(model.model, model.tokenizer, features)[1][0]
+
     totals: dict[str, float] = {}
     windows = 0
-    for seek in range(0, max(content_frames, 1), N_FRAMES):
-        features = _window_features(model, mel.window(seek, N_FRAMES))
-        _, (probs,) = detect_language_features(model.model, model.tokenizer, features)
-        no_speech = _no_speech_probability(model, features)
-        threshold = options.no_speech_threshold
-        is_speech = threshold is None or no_speech <= threshold
-        if is_speech or (not totals and seek + N_FRAMES >= content_frames):
-            for code, p in probs.items():
+    if options.language_detection_windows > 1:
+        for seek in range(0, mel.content_frames, N_FRAMES):
+            if detector is not None:
+                if not detector.has_speech(seek, N_FRAMES):
+                    continue
+            elif _no_speech_probability(model, mel, seek) > (options.no_speech_threshold or 1.0):
+                continue
+            for code, p in probabilities(seek).items():
                 totals[code] = totals.get(code, 0.0) + p
             windows += 1
-        if windows >= options.language_detection_windows or options.language_detection_windows == 1:
-            break
-    if not totals:  # no window with speech: fall back to the first window
-        features = _window_features(model, mel.window(0, N_FRAMES))
-        _, (totals,) = detect_language_features(model.model, model.tokenizer, features)
-        windows = 1
+            if windows == options.language_detection_windows:
+                break
+    if not totals:  # the reference's way: the first 30 s, whatever they hold
+        totals, windows = probabilities(0), 1
     code = max(totals, key=totals.__getitem__)
     return code, totals[code] / windows
 
 
-def _no_speech_probability(model: WhisperModel, features: torch.Tensor) -> float:
+def _no_speech_probability(model: WhisperModel, mel: LogMelFrames, seek: int) -> float:
+    """The model's belief that the window at `seek` holds no speech (one decoder step)."""
     tokenizer = model.tokenizer
+    features = _window_features(model, mel.window(seek, N_FRAMES))
     with torch.inference_mode():
         cache = model.model.decoder.new_cache(features, 1)
         sot = torch.tensor([[tokenizer.sot]], device=features.device)
@@ -219,7 +229,7 @@ def transcribe_stream(
     content_frames = mel.content_frames
     duration = mel.n_samples / SAMPLE_RATE
 
-    language, probability = _choose_language(model, mel, content_frames, options)
+    language, probability = _choose_language(model, mel, options, detector)
     task = options.decoding.task
     if task == "translate" and not model.tokenizer.multilingual:
         task = "transcribe"  # an English-only model can only transcribe
