@@ -382,24 +382,28 @@ class DecodingTask:
         return sorted(suppress)
 
     def _main_loop(self, audio_features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Sample until every row has ended: (tokens, sum log-probs, no-speech probabilities)."""
-        n_rows = tokens.shape[0]
+        """Sample until every row has ended: (tokens, sum log-probs, no-speech probabilities).
+
+        tokens: (n_audio * n_group, T), the rows of a group identical; the prompt runs through
+        the decoder once per audio, and its keys/values are then copied to the group's rows.
+        """
+        n_rows, group = tokens.shape[0], self.n_group
         sum_logprobs = torch.zeros(n_rows, device=tokens.device)
-        no_speech_probs = torch.full((n_rows,), torch.nan)
-        cache = self.model.decoder.new_cache(audio_features, n_rows)
-        new_tokens = tokens
-        for step in range(self.sample_len):
-            hidden = self.model.decoder(new_tokens, cache)  # (B, T_new, C)
-            if step == 0:  # the model's belief that the window holds no speech
-                sot_logits = self.model.decoder.logits(hidden[:, self.sot_index])
-                no_speech_probs = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].cpu()
-            logits = self.model.decoder.logits(hidden[:, -1])  # (B, n_vocab), float32
+        cache = self.model.decoder.new_cache(audio_features, n_rows // group)
+        hidden = self.model.decoder(tokens[::group], cache)  # (n_audio, T, C)
+        # the model's belief that the window holds no speech, at <|startoftranscript|>
+        sot_logits = self.model.decoder.logits(hidden[:, self.sot_index])
+        no_speech_probs = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].cpu()
+        logits = self.model.decoder.logits(hidden[:, -1]).repeat_interleave(group, dim=0)
+        cache.repeat_rows(group)
+        for _ in range(self.sample_len):
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens)
             tokens, completed = self.decoder.update(tokens, logits, sum_logprobs, cache)
             if completed or tokens.shape[-1] > self.n_ctx:
                 break
-            new_tokens = tokens[:, -1:]
+            hidden = self.model.decoder(tokens[:, -1:], cache)  # (n_rows, 1, C)
+            logits = self.model.decoder.logits(hidden[:, -1])  # (n_rows, n_vocab), float32
         return tokens, sum_logprobs, no_speech_probs
 
     @torch.inference_mode()
@@ -419,7 +423,7 @@ class DecodingTask:
 
         tokens = tokens.repeat_interleave(self.n_group, dim=0)  # (n_audio * n_group, T)
         tokens, sum_logprobs, no_speech_probs = self._main_loop(audio_features, tokens)
-        no_speech_probs = no_speech_probs[:: self.n_group].tolist()
+        no_speech_probs = no_speech_probs.tolist()
 
         tokens = tokens.reshape(n_audio, self.n_group, -1)
         sum_logprobs = sum_logprobs.reshape(n_audio, self.n_group)

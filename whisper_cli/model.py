@@ -35,10 +35,32 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x.float()).type(x.dtype)
 
 
+# At most this many rows of input make a "skinny" product (decoding steps: one row per beam).
+SKINNY_ROWS = 16
+
+
+def skinny_matmul(x: Tensor, weight: Tensor) -> Tensor:
+    """x (..., in) @ weight (out, in).T for inputs of few rows.
+
+    On CPU, BLAS streams a large weight matrix two to three times faster as the left operand
+    of (weight @ x.T).T than as the right one of x @ weight.T when x has a handful of rows
+    (measured: 8.6 against 21.4 ms for 5 beams × the 52k-token vocabulary); the products are
+    the same dot products.
+    """
+    rows = x.reshape(-1, x.shape[-1])
+    if x.device.type != "cpu" or rows.shape[0] > SKINNY_ROWS:
+        return x @ weight.T
+    return (weight @ rows.T).T.reshape(*x.shape[:-1], weight.shape[0])
+
+
 class Linear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.weight.to(x.dtype), bias)
+        weight = self.weight.to(x.dtype)
+        if x.device.type != "cpu" or x.numel() > SKINNY_ROWS * x.shape[-1]:
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x, weight, bias)
+        out = skinny_matmul(x, weight)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
 
 
 class Conv1d(nn.Conv1d):
@@ -70,6 +92,19 @@ class KVCache:
         self.value = like.new_zeros(shape)
         self.length = 0  # tokens written so far
         self.cross: list[tuple[Tensor, Tensor]] = []  # per layer: (B_audio, S, C) twice
+
+    def repeat_rows(self, group: int) -> None:
+        """Give every row `group` copies of itself: the beams or samples of one audio, which
+        start from the same prompt."""
+        if group == 1:
+            return
+        layers, batch, n_ctx, n_state = self.key.shape
+        filled = slice(0, self.length)
+        for name in ("key", "value"):
+            old = getattr(self, name)
+            new = old.new_zeros(layers, batch * group, n_ctx, n_state)
+            new[:, :, filled] = old[:, :, filled].repeat_interleave(group, dim=1)
+            setattr(self, name, new)
 
     def reorder(self, source: Tensor) -> None:
         """Keep, for each row of the batch, the cache of row `source[row]` (beam search).
@@ -226,7 +261,7 @@ class TextDecoder(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Hidden states (..., C) → logits over the vocabulary (..., n_vocab), in float32."""
-        return (hidden @ self.token_embedding.weight.to(hidden.dtype).T).float()
+        return skinny_matmul(hidden, self.token_embedding.weight.to(hidden.dtype)).float()
 
 
 class Whisper(nn.Module):
