@@ -1,0 +1,97 @@
+"""Peak memory of a long recording: whisper-cli's streamed features against the reference's
+whole-file ones.
+
+    python bench/memory.py [--hours 3] [--model DIR] [--peers-python PATH]
+
+Builds a recording of `--hours` by repeating ../shared/audio/en_longform_dev.flac (written once
+to the system's temporary folder), then measures, each in a fresh process:
+
+- whisper-cli: `whisper-cli transcribe` of the whole file with the given model on the CPU. The
+  features, the voice detector and every window's bookkeeping cover all of it; with
+  `--clip-timestamps 0,30` (the default `--decode-seconds 30`) only the first 30 s are decoded,
+  so the run takes minutes instead of hours. Decoding more does not grow memory: segments are
+  written as they come.
+- openai-whisper (with `--peers-python`): its `log_mel_spectrogram` over the decoded recording,
+  which is what its `transcribe` computes before decoding anything; its model is loaded too.
+
+and prints each one's peak resident memory (ru_maxrss of the child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+
+OPENAI_FEATURES = """
+import sys, soundfile, torch, whisper
+torch.set_num_threads(int(sys.argv[3]))
+model = whisper.load_model(sys.argv[2], device="cpu")
+audio, _ = soundfile.read(sys.argv[1], dtype="float32")
+mel = whisper.log_mel_spectrogram(torch.from_numpy(audio), model.dims.n_mels, padding=480000)
+print(tuple(mel.shape))
+"""
+
+
+def long_recording(hours: float) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    path = Path(tempfile.gettempdir()) / f"whisper-cli-bench-{hours:g}h.flac"
+    if path.exists():
+        return path
+    source, rate = sf.read(SHARED / "audio" / "en_longform_dev.flac", dtype="int16")
+    repeats = int(np.ceil(hours * 3600 * rate / len(source)))
+    partial = path.with_suffix(".partial.flac")
+    with sf.SoundFile(partial, "w", rate, 1, "PCM_16", format="FLAC") as out:
+        for _ in range(repeats):
+            out.write(source)
+    partial.rename(path)
+    return path
+
+
+def peak_rss_mb(command: list[str]) -> tuple[float, float]:
+    """Run a command to completion: (its peak RSS in MB, wall seconds)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=3.0)
+    parser.add_argument("--model", default=str(SHARED / "models" / "whisper-base"))
+    parser.add_argument("--openai-pt", help="openai-whisper .pt of the same weights")
+    parser.add_argument("--peers-python", help="a Python with openai-whisper installed")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--decode-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    recording = long_recording(args.hours)
+    print(f"- recording: {recording} ({args.hours:g} h); model {args.model}; CPU", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        ours = [sys.executable, "-m", "whisper_cli", "transcribe", str(recording)]
+        ours += ["-m", args.model, "--device", "cpu", "--threads", str(args.threads), "-q"]
+        ours += ["--clip-timestamps", f"0,{args.decode_seconds:g}", "-f", "txt", "-o", out]
+        rows.append(("whisper-cli (streamed features)", *peak_rss_mb(ours)))
+    if args.peers_python and args.openai_pt:
+        theirs = [args.peers_python, "-c", OPENAI_FEATURES, str(recording), args.openai_pt]
+        rows.append(("openai-whisper (features only)", *peak_rss_mb([*theirs, str(args.threads)])))
+    print("| run | peak RSS MB | wall s |\n| --- | ---: | ---: |")
+    for name, rss, wall in rows:
+        print(f"| {name} | {rss:.0f} | {wall:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
