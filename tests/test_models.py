@@ -81,30 +81,34 @@ def test_float16_weights_compute_in_float32_on_cpu(tiny_checkpoint, tmp_path):
     assert torch.isfinite(_first_logits(model)).all()
 
 
-def test_missing_tensor_is_named(tiny_checkpoint, tmp_path):
+def _drop(name):
+    return lambda state: state.pop(name)
+
+
+def _put(name, tensor):
+    return lambda state: state.__setitem__(name, tensor)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_drop("model.decoder.layers.1.fc1.bias"), r"missing decoder\.blocks\.1\.mlp\.0\.bias"),
+        (_put("model.decoder.extra.weight", torch.zeros(2)), r"unexpected decoder\.extra\.weight"),
+        (
+            _put("model.encoder.conv1.bias", torch.zeros(3)),
+            r"encoder\.conv1\.bias has shape \(3,\)",
+        ),
+    ],
+    ids=["missing", "unexpected", "shape"],
+)
+def test_weights_that_do_not_fit_the_configuration_are_named(
+    tiny_checkpoint, tmp_path, edit, message
+):
     folder = _copy(tiny_checkpoint, tmp_path)
     state = load_file(folder / "model.safetensors")
-    del state["model.decoder.layers.1.fc1.bias"]
+    edit(state)
     save_file(state, folder / "model.safetensors")
-    with pytest.raises(ModelError, match=r"missing decoder\.blocks\.1\.mlp\.0\.bias"):
-        load_model(folder, device="cpu")
-
-
-def test_unexpected_tensor_is_named(tiny_checkpoint, tmp_path):
-    folder = _copy(tiny_checkpoint, tmp_path)
-    state = load_file(folder / "model.safetensors")
-    state["model.decoder.extra.weight"] = torch.zeros(2)
-    save_file(state, folder / "model.safetensors")
-    with pytest.raises(ModelError, match=r"unexpected decoder\.extra\.weight"):
-        load_model(folder, device="cpu")
-
-
-def test_mismatched_shape_is_named(tiny_checkpoint, tmp_path):
-    folder = _copy(tiny_checkpoint, tmp_path)
-    state = load_file(folder / "model.safetensors")
-    state["model.encoder.conv1.bias"] = torch.zeros(3)
-    save_file(state, folder / "model.safetensors")
-    with pytest.raises(ModelError, match=r"encoder\.conv1\.bias has shape \(3,\)"):
+    with pytest.raises(ModelError, match=message):
         load_model(folder, device="cpu")
 
 
