@@ -73,14 +73,19 @@ def log_mel_spectrogram(
         audio = F.pad(audio, (0, padding))
     window = torch.hann_window(N_FFT, device=audio.device)
     stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # (n_freqs, n_frames): the last frame is dropped
-
     filters = torch.from_numpy(mel_filters(n_mels)).to(audio.device)
-    mel = filters @ power  # (n_mels, n_frames)
+    log_spec = _log_mel_power(stft[..., :-1], filters)  # the last frame is dropped
+    return _clamp_and_scale(log_spec, float(log_spec.max()))
 
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-    return (log_spec + 4.0) / 4.0
+
+def _log_mel_power(stft: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """STFT (n_freqs, n_frames) → log10 mel power (n_mels, n_frames), before the clamp."""
+    return torch.clamp(filters @ (stft.abs() ** 2), min=1e-10).log10()
+
+
+def _clamp_and_scale(log_spec: torch.Tensor, maximum: float) -> torch.Tensor:
+    """At most 8 (a factor 10^8 in power) below the recording's maximum, then about [-1, 1]."""
+    return (torch.maximum(log_spec, torch.tensor(maximum - 8.0)) + 4.0) / 4.0
 
 
 class LogMelFrames:
@@ -159,7 +164,7 @@ class LogMelFrames:
         stft = torch.stft(
             audio, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True
         )
-        log_spec = torch.clamp(filters @ (stft.abs() ** 2), min=1e-10).log10()  # (n_mels, T)
+        log_spec = _log_mel_power(stft, filters)  # (n_mels, T)
         self._starts.append(self.n_frames)
         self._chunks.append(log_spec)
         self.n_frames += log_spec.shape[1]
@@ -180,8 +185,7 @@ class LogMelFrames:
                 continue
             pieces.append(chunk[:, max(start, chunk_start) - chunk_start : end - chunk_start])
         log_spec = torch.cat(pieces, dim=1) if pieces else torch.zeros(self.n_mels, 0)
-        log_spec = torch.maximum(log_spec, torch.tensor(self._max - 8.0))
-        return (log_spec + 4.0) / 4.0
+        return _clamp_and_scale(log_spec, self._max)
 
 
 def pad_or_trim(array: torch.Tensor, length: int, axis: int = -1) -> torch.Tensor:

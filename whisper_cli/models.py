@@ -85,21 +85,30 @@ class Checkpoint:
 
 def is_hub_cached(name: str, revision: str | None = None, cache_dir: str | None = None) -> bool:
     """Whether a short name or repo id is complete in the local Hub cache (no network)."""
+    try:
+        return _cached_snapshot(MODELS.get(name, name), revision, cache_dir) is not None
+    except (OSError, ValueError):
+        return False
+
+
+def _cached_snapshot(
+    repo_id: str, revision: str | None, cache_dir: str | os.PathLike[str] | None
+) -> Path | None:
+    """The snapshot folder of a repo in the local Hub cache, or None: no network."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    repo_id = MODELS.get(name, name)
     try:
-        snapshot_download(
+        folder = snapshot_download(
             repo_id,
             revision=revision,
-            cache_dir=cache_dir,
+            cache_dir=None if cache_dir is None else str(cache_dir),
             allow_patterns=list(HUB_FILES),
             local_files_only=True,
         )
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        return False
-    return True
+    except LocalEntryNotFoundError:
+        return None
+    return Path(folder)
 
 
 def resolve_model(
@@ -145,22 +154,12 @@ def _hub_snapshot(
     download_progress: type | None,
 ) -> Path:
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache_dir = str(cache_dir) if cache_dir is not None else None
     where = cache_dir or constants.HF_HUB_CACHE
-    try:  # the cache first: no network round trip for a model that is already here
-        return Path(
-            snapshot_download(
-                repo_id,
-                revision=revision,
-                cache_dir=cache_dir,
-                allow_patterns=list(HUB_FILES),
-                local_files_only=True,
-            )
-        )
-    except LocalEntryNotFoundError:
-        pass
+    cached = _cached_snapshot(repo_id, revision, cache_dir)  # no round trip when it is here
+    if cached is not None:
+        return cached
     if offline or constants.HF_HUB_OFFLINE:
         raise ModelError(
             f"model {name!r} ({repo_id}) is not in the Hugging Face cache at {where} and "

@@ -110,34 +110,33 @@ def _choose_language(
     if not model.tokenizer.multilingual:
         return "en", None
 
-    def probabilities(seek: int) -> dict[str, float]:
-        features = _window_features(model, mel.window(seek, N_FRAMES))
+    def probabilities(features: torch.Tensor) -> dict[str, float]:
         return detect_language_features(model.model, model.tokenizer, features)[1][0]
 
     totals: dict[str, float] = {}
     windows = 0
     if options.language_detection_windows > 1:
         for seek in range(0, mel.content_frames, N_FRAMES):
-            if detector is not None:
-                if not detector.has_speech(seek, N_FRAMES):
-                    continue
-            elif _no_speech_probability(model, mel, seek) > (options.no_speech_threshold or 1.0):
+            if detector is not None and not detector.has_speech(seek, N_FRAMES):
                 continue
-            for code, p in probabilities(seek).items():
+            features = _window_features(model, mel.window(seek, N_FRAMES))
+            threshold = options.no_speech_threshold or 1.0
+            if detector is None and _no_speech_probability(model, features) > threshold:
+                continue
+            for code, p in probabilities(features).items():
                 totals[code] = totals.get(code, 0.0) + p
             windows += 1
             if windows == options.language_detection_windows:
                 break
     if not totals:  # the reference's way: the first 30 s, whatever they hold
-        totals, windows = probabilities(0), 1
+        totals, windows = probabilities(_window_features(model, mel.window(0, N_FRAMES))), 1
     code = max(totals, key=totals.__getitem__)
     return code, totals[code] / windows
 
 
-def _no_speech_probability(model: WhisperModel, mel: LogMelFrames, seek: int) -> float:
-    """The model's belief that the window at `seek` holds no speech (one decoder step)."""
+def _no_speech_probability(model: WhisperModel, features: torch.Tensor) -> float:
+    """The model's belief that a window (its encoder output) holds no speech: one step."""
     tokenizer = model.tokenizer
-    features = _window_features(model, mel.window(seek, N_FRAMES))
     with torch.inference_mode():
         cache = model.model.decoder.new_cache(features, 1)
         sot = torch.tensor([[tokenizer.sot]], device=features.device)
