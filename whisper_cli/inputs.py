@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from whisper_cli.writers import output_path
+from whisper_cli.writers import output_path, signals_held
 
 STDIN = "-"  # the argument that means standard input
 STDIN_DISPLAY = "<stdin>"
@@ -276,8 +276,10 @@ def claim(job: Job) -> Iterator[bool]:
     """
     lock = lock_path(job)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    claimed = _acquire(lock)
+    claimed = False
     try:
+        with signals_held():  # an interrupt cannot fall between creating the lock and owning it
+            claimed = _acquire(lock)
         yield claimed
     finally:
         if claimed:

@@ -26,7 +26,9 @@ import json
 import math
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -479,29 +481,63 @@ def atomic_write(path: Path) -> Iterator[TextIO]:
 
     The text goes to a hidden temporary file in the same folder, which is flushed, synced to disk
     and renamed onto `path`. If the block raises, the temporary file is removed and `path` is left
-    as it was. The new file gets the permissions a plain `open` would give it.
+    as it was. The new file gets the permissions a plain `open` would give it. SIGINT and
+    SIGTERM are held while the block runs, so an interrupt cannot strand the temporary file.
     """
     path = Path(path)
-    temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the file outlives a with block)
-        mode="w",
-        encoding="utf-8",
-        newline="\n",
-        dir=path.parent,
-        prefix=f".{path.name[:100]}.",
-        suffix=".tmp",
-        delete=False,
-    )
+    with signals_held():
+        temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the file outlives a with block)
+            mode="w",
+            encoding="utf-8",
+            newline="\n",
+            dir=path.parent,
+            prefix=f".{path.name[:100]}.",
+            suffix=".tmp",
+            delete=False,
+        )
+        try:
+            with temporary:
+                yield temporary
+                temporary.flush()
+                os.fsync(temporary.fileno())
+            os.chmod(temporary.name, _new_file_mode(path))
+            os.replace(temporary.name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary.name)
+            raise
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    Writing a file takes milliseconds; an interrupt that lands in the middle of one (between
+    creating the temporary file and renaming it, say) could otherwise strand it. While the block
+    runs, the two signals are only recorded; afterwards the previous handlers are put back and
+    each recorded signal is raised again, so it acts as if it had arrived just after the block.
+    (A signal mask would not do: the kernel hands a process signal to any thread that has it
+    unblocked, and the interpreter then raises in the main thread at once.) Only the main thread
+    can change handlers; elsewhere this does nothing.
+    """
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    if threading.current_thread() is not threading.main_thread() or any(
+        signal.getsignal(signum) is None
+        for signum in signals  # a handler Python cannot restore
+    ):
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, _: caught.append(signum)) for signum in signals
+    }
     try:
-        with temporary:
-            yield temporary
-            temporary.flush()
-            os.fsync(temporary.fileno())
-        os.chmod(temporary.name, _new_file_mode(path))
-        os.replace(temporary.name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary.name)
-        raise
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 def _new_file_mode(path: Path) -> int:
@@ -538,14 +574,15 @@ def write_outputs(
     except OSError as error:
         raise OutputError(f"cannot create folder {base_path.parent}: {_reason(error)}") from error
     written = []
-    for writer in writers:
-        path = output_path(base_path, writer.extension)
-        try:
-            with atomic_write(path) as stream:
-                writer.write(transcript, stream)
-        except OSError as error:
-            raise OutputError(f"cannot write {path}: {_reason(error)}") from error
-        written.append(path)
+    with signals_held():  # the formats of one input are written together or not at all
+        for writer in writers:
+            path = output_path(base_path, writer.extension)
+            try:
+                with atomic_write(path) as stream:
+                    writer.write(transcript, stream)
+            except OSError as error:
+                raise OutputError(f"cannot write {path}: {_reason(error)}") from error
+            written.append(path)
     return written
 
 
