@@ -46,8 +46,11 @@ if TYPE_CHECKING:
     from whisper_cli.models import WhisperModel
     from whisper_cli.options import TranscribeOptions
     from whisper_cli.results import Segment
+    from whisper_cli.speech2text import Speech2TextModel
     from whisper_cli.transcribe import TranscriptionInfo
     from whisper_cli.writers import WriterOptions
+
+    Model = WhisperModel | Speech2TextModel
 
 PROG = "whisper-cli"
 
@@ -721,8 +724,9 @@ def detect_language(
             return
         with ui.fatal_errors():
             whisper = settings.load(ui)
-        if not whisper.is_multilingual:
-            ui.fatal(f"model {whisper.name!r} is English-only, so it cannot detect languages")
+        if not whisper.can_detect_language:
+            why = "is English-only" if hasattr(whisper, "tokenizer") else "is not a Whisper model"
+            ui.fatal(f"model {whisper.name!r} {why}, so it cannot detect languages")
         for job in jobs:
             with batch.job(job):
                 probabilities = whisper.detect_language(_decode(job, ui).samples)
@@ -935,7 +939,7 @@ class ModelSettings:
     compute_type: str
     threads: int
 
-    def load(self, ui: Ui) -> WhisperModel:
+    def load(self, ui: Ui) -> Model:
         """Load the model (raises ModelError); sets PyTorch's thread count first."""
         if self.threads > 0:
             import torch
@@ -1047,7 +1051,7 @@ def _transcription(task: str, values: dict[str, Any]) -> None:
 
 def _transcribe_job(
     job: Job,
-    whisper: WhisperModel,
+    whisper: Model,
     options: TranscribeOptions,
     plan: OutputPlan,
     ui: Ui,
@@ -1055,7 +1059,6 @@ def _transcribe_job(
     json_lines: bool,
 ) -> None:
     """Decode, transcribe and write one input (raises for a failure of this input)."""
-    from whisper_cli.transcribe import collect
     from whisper_cli.writers import write_outputs
 
     with _claim(job, plan):
@@ -1063,7 +1066,7 @@ def _transcribe_job(
         if plan.to_stdout:
             _write_stdout(job, whisper, info, segments, plan, json_lines)
         else:
-            transcript = collect(whisper, info, segments)
+            transcript = whisper.collect(info, segments)
             written = write_outputs(transcript, job.output_base, plan.formats, plan.writer_options)
             ui.info(f"{job.display}: wrote {', '.join(str(path) for path in written)}")
         progress.done(job)
@@ -1087,14 +1090,13 @@ def _claim(job: Job, plan: OutputPlan) -> Iterator[None]:
 
 def _write_stdout(
     job: Job,
-    whisper: WhisperModel,
+    whisper: Model,
     info: TranscriptionInfo,
     segments: Iterator[Segment],
     plan: OutputPlan,
     json_lines: bool,
 ) -> None:
     """Write the one format to standard output: subtitles and text as they are decoded."""
-    from whisper_cli.transcribe import collect
     from whisper_cli.writers import SegmentWriter, get_writer
 
     writer = get_writer(plan.formats[0], plan.writer_options)
@@ -1104,7 +1106,7 @@ def _write_stdout(
         writer.write_segments(segments, out)
     else:
         text = io.StringIO()
-        writer.write(collect(whisper, info, segments), text)
+        writer.write(whisper.collect(info, segments), text)
         out.write(_json_line(job, text.getvalue()) if json_lines else text.getvalue())
     out.flush()
 
@@ -1125,7 +1127,7 @@ def _decode(job: Job, ui: Ui) -> DecodedAudio:
 
 def _start(
     job: Job,
-    whisper: WhisperModel,
+    whisper: Model,
     options: TranscribeOptions,
     ui: Ui,
     progress: FileProgress,
@@ -1137,14 +1139,13 @@ def _start(
     """
     from whisper_cli.audio import iter_audio
     from whisper_cli.tokenizer import LANGUAGES
-    from whisper_cli.transcribe import transcribe_stream
 
     with iter_audio("-" if job.source is None else job.source) as stream:
-        info, segments = transcribe_stream(whisper, stream, options, progress.update)
+        info, segments = whisper.transcribe_stream(stream, options, progress.update)
         for warning in stream.warnings:
             ui.warning(warning)
     progress.start(job, info.duration)
-    if options.decoding.language is None:
+    if options.decoding.language is None and info.language is not None:
         name = LANGUAGES.get(info.language, info.language).title()
         probability = f" ({info.language_probability:.2f})" if info.language_probability else ""
         ui.info(f"{job.display}: detected language {name}{probability}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     import torch
 
     from whisper_cli.model import ModelDimensions, Whisper
-    from whisper_cli.results import Transcript
+    from whisper_cli.options import TranscribeOptions
+    from whisper_cli.results import Segment, Transcript
+    from whisper_cli.speech2text import Speech2TextModel
     from whisper_cli.tokenizer import Tokenizer
+    from whisper_cli.transcribe import AudioInput, TranscriptionInfo
 
 # short name → Hugging Face repo
 MODELS = {
@@ -58,6 +61,8 @@ HUB_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "model-*.safetensors",
+    "pytorch_model.bin",  # Speech2Text checkpoints; fetched only when there is no safetensors
+    "vocab.json",  # Speech2Text vocabularies
 )
 
 # for a `.pt` without a tokenizer.json beside it: the repo whose vocabulary it shares
@@ -66,6 +71,8 @@ _TOKENIZER_REPOS = {
     51865: "openai/whisper-tiny",  # multilingual, 99 languages
     51866: "openai/whisper-large-v3",  # multilingual, 100 languages
 }
+
+SPEECH2TEXT_TYPES = ("speech_to_text", "speech-encoder-decoder")  # see speech2text.py
 
 COMPUTE_TYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 
@@ -172,7 +179,7 @@ def _hub_snapshot(
                 repo_id,
                 revision=revision,
                 cache_dir=cache_dir,
-                allow_patterns=list(HUB_FILES),
+                allow_patterns=_download_patterns(repo_id, revision),
                 tqdm_class=download_progress,
             )
         )
@@ -181,6 +188,19 @@ def _hub_snapshot(
         raise ModelError(
             f"could not download model {name!r} ({repo_id}) from the Hugging Face Hub: {reason}"
         ) from error
+
+
+def _download_patterns(repo_id: str, revision: str | None) -> list[str]:
+    """HUB_FILES, less `pytorch_model.bin` when the repo has safetensors (most have both)."""
+    from huggingface_hub import list_repo_files
+
+    try:
+        files = list_repo_files(repo_id, revision=revision)
+    except Exception:  # noqa: BLE001 (the download that follows reports the real problem)
+        return list(HUB_FILES)
+    if any(f.endswith(".safetensors") for f in files):
+        return [p for p in HUB_FILES if p != "pytorch_model.bin"]
+    return list(HUB_FILES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +288,29 @@ def hf_to_openai_key(key: str) -> str:
     return key
 
 
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A folder's tensors: its safetensors, else (older checkpoints) its `pytorch_model.bin`,
+    which is read with `weights_only=True`, so it cannot run code."""
+    bin_file = folder / "pytorch_model.bin"
+    has_safetensors = (folder / "model.safetensors").is_file() or (
+        folder / "model.safetensors.index.json"
+    ).is_file()
+    if has_safetensors or not bin_file.is_file():
+        return _read_safetensors(folder)
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(bin_file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{bin_file}: cannot read the weights ({first})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{bin_file}: not a state dict of tensors")
+    return state
+
+
 def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -288,12 +331,12 @@ def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_state(model: Whisper, state: dict[str, torch.Tensor], dtype: torch.dtype, source: Path):
-    """Copy `state` into `model`, insisting that keys and shapes match exactly."""
+def assign_checked(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtype, source: Path
+) -> None:
+    """Copy `state` into `model` (built on the meta device), insisting that keys and shapes
+    match exactly; floating-point tensors are converted to `dtype`."""
     expected = model.state_dict()
-    tied = state.get("proj_out.weight")
-    if tied is not None:  # the output projection is the token embedding, transposed in use
-        state = {k: v for k, v in state.items() if k != "proj_out.weight"}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -312,7 +355,9 @@ def _load_state(model: Whisper, state: dict[str, torch.Tensor], dtype: torch.dty
                 f"{source}: tensor {key} has shape {tuple(tensor.shape)}, "
                 f"the configuration implies {tuple(expected[key].shape)}"
             )
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, assign=True)
+    model.load_state_dict(
+        {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, assign=True
+    )
 
 
 def _alignment_heads(folder: Path) -> list[tuple[int, int]] | None:
@@ -363,7 +408,9 @@ def _build(dims: ModelDimensions, state: dict[str, torch.Tensor], dtype, device,
 
     with torch.device("meta"):
         model = Whisper(dims)
-    _load_state(model, state, dtype, source)
+    # the output projection is the token embedding, transposed in use
+    state = {k: v for k, v in state.items() if k != "proj_out.weight"}
+    assign_checked(model, state, dtype, source)
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -469,11 +516,32 @@ class WhisperModel:
 
         return transcribe(self, audio, TranscribeOptions.from_kwargs(**options), progress)
 
+    @property
+    def can_detect_language(self) -> bool:
+        return self.is_multilingual
+
     def detect_language(self, audio: str | os.PathLike[str] | np.ndarray) -> dict[str, float]:
         """Probabilities of every language over the first 30 s, most likely first."""
         from whisper_cli.transcribe import detect_language
 
         return detect_language(self, audio)
+
+    def transcribe_stream(
+        self,
+        audio: AudioInput,
+        options: TranscribeOptions | None = None,
+        progress: Callable[[float, float], None] | None = None,
+    ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
+        """Start transcribing: the language and duration now, the segments as they are decoded."""
+        from whisper_cli.transcribe import TranscribeOptions, transcribe_stream
+
+        return transcribe_stream(self, audio, options or TranscribeOptions(), progress)
+
+    def collect(self, info: TranscriptionInfo, segments: Iterable[Segment]) -> Transcript:
+        """The Transcript of a stream's segments (consuming them)."""
+        from whisper_cli.transcribe import collect
+
+        return collect(self, info, segments)
 
 
 def load_model(
@@ -484,8 +552,9 @@ def load_model(
     offline: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     download_progress: type | None = None,
-) -> WhisperModel:
-    """Find, download if needed, and load a Whisper model ready to transcribe."""
+) -> WhisperModel | Speech2TextModel:
+    """Find, download if needed, and load a model ready to transcribe: Whisper, or a
+    Speech2Text / Speech2Text2 checkpoint (told apart by its config.json's model_type)."""
     torch_device = resolve_device(device)
     dtype = _compute_dtype(compute_type, torch_device)
     checkpoint = resolve_model(name_or_path, revision, offline, cache_dir, download_progress)
@@ -499,10 +568,19 @@ def load_model(
         folder = checkpoint.path
         if not (folder / "config.json").is_file():
             raise ModelError(f"{folder}: no config.json, so not a Whisper model folder")
-        dims = dims_from_config(_read_json(folder / "config.json"), folder / "config.json")
+        config = _read_json(folder / "config.json")
+        if config.get("model_type") in SPEECH2TEXT_TYPES:
+            from whisper_cli import speech2text
+
+            if compute_type == "int8" and torch_device.type != "cpu":
+                raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
+            return speech2text.load(
+                folder, config, checkpoint.name, torch_device, dtype, compute_type
+            )
+        dims = dims_from_config(config, folder / "config.json")
         if not (folder / "tokenizer.json").is_file():
             raise ModelError(f"{folder}: no tokenizer.json beside the weights")
-        state = {hf_to_openai_key(k): v for k, v in _read_safetensors(folder).items()}
+        state = {hf_to_openai_key(k): v for k, v in read_weights(folder).items()}
         model = _build(dims, state, dtype, torch_device, folder)
         tokenizer_file = folder / "tokenizer.json"
         heads = _alignment_heads(folder)

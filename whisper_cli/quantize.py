@@ -12,8 +12,6 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from whisper_cli.model import Linear
-
 
 class Int8Linear(nn.Module):
     def __init__(self, linear: nn.Linear):
@@ -37,9 +35,9 @@ class Int8Linear(nn.Module):
 
 
 def quantize_linear_layers(module: nn.Module) -> nn.Module:
-    """Replace every `Linear` inside `module` by an `Int8Linear`, in place."""
+    """Replace every `nn.Linear` inside `module` by an `Int8Linear`, in place."""
     for name, child in module.named_children():
-        if isinstance(child, Linear):
+        if isinstance(child, nn.Linear):
             setattr(module, name, Int8Linear(child))
         else:
             quantize_linear_layers(child)
