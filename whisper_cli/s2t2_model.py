@@ -1,0 +1,640 @@
+"""The Speech2Text2 network: a wav2vec 2.0 encoder on the raw waveform and a small text decoder.
+
+Hugging Face stores these checkpoints (`facebook/s2t-wav2vec2-large-en-de` and siblings) as a
+`SpeechEncoderDecoderModel`: `encoder` is a `Wav2Vec2Model`, `decoder` a
+`Speech2Text2ForCausalLM`, and `enc_to_dec_proj` a linear map between them when their widths
+differ. The encoder is a stack of strided 1-D convolutions (320 samples per frame at 16 kHz), a
+projection to the model width, a grouped convolution as relative position embedding, and a
+Transformer whose layers are pre-norm (`do_stable_layer_norm`, the large "lv60" checkpoints) or
+post-norm (the base ones). The decoder is a post-norm Transformer with fixed sinusoidal
+positions and no final layer norm.
+
+Attribute names are the checkpoint's without the wrapper modules (`encoder.encoder.`,
+`encoder.feature_extractor.`, `decoder.model.decoder.`); `convert_state` maps the names and folds
+the weight norm of the position convolution into a plain weight.
+
+Loading: build `Speech2Text2(config)` on the meta device, `convert_state`, check keys and
+shapes against `state_dict()`, then `load_state_dict(..., assign=True)`. Nothing else is
+needed afterwards: the model has no buffers (the decoder computes the sinusoids of the
+positions it needs at each step).
+
+Shapes in comments: B = batch, N = samples, T = frames or tokens, S = encoder frames,
+C = channels, H = heads, D = C // H.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from whisper_cli.errors import ModelError
+from whisper_cli.model import Conv1d, Linear
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu": F.relu}
+NORM_EPS = 1e-5  # the conv layers' and the decoder's layer norms: fixed, not configurable
+WAVEFORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor: added to the variance before the square root
+
+Cache = list[tuple[Tensor, ...]]
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class Speech2Text2Config:
+    # encoder: convolutional feature encoder
+    conv_dim: tuple[int, ...]
+    conv_kernel: tuple[int, ...]
+    conv_stride: tuple[int, ...]
+    conv_bias: bool
+    feat_extract_norm: str  # "group": first layer only; "layer": every layer
+    feat_extract_activation: str
+    # encoder: Transformer
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_act: str
+    layer_norm_eps: float
+    num_conv_pos_embeddings: int
+    num_conv_pos_embedding_groups: int
+    do_stable_layer_norm: bool  # pre-norm layers and a final norm (large-lv60 layout)
+    # decoder
+    vocab_size: int
+    d_model: int
+    decoder_layers: int
+    decoder_attention_heads: int
+    decoder_ffn_dim: int
+    activation_function: str
+    scale_embedding: bool
+    max_target_positions: int  # a length hint only: positions are computed, never looked up
+    pad_token_id: int  # positions skip it and give it a zero position vector
+    tie_word_embeddings: bool
+    # generation ids, as transformers resolves them: the top level, else the decoder's
+    decoder_start_token_id: int
+    bos_token_id: int
+    eos_token_id: int
+
+    @property
+    def has_projection(self) -> bool:
+        """Whether the checkpoint has `enc_to_dec_proj` (encoder and decoder widths differ)."""
+        return self.hidden_size != self.d_model
+
+    def n_frames(self, n_samples: int) -> int:
+        """Encoder frames for a waveform of `n_samples` (0 when it is too short for one)."""
+        length = n_samples
+        for kernel, stride in zip(self.conv_kernel, self.conv_stride, strict=True):
+            if length < kernel:
+                return 0
+            length = (length - kernel) // stride + 1
+        return length
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest waveform that gives one encoder frame (400 for the real checkpoints)."""
+        length = 1
+        for kernel, stride in reversed(list(zip(self.conv_kernel, self.conv_stride, strict=True))):
+            length = (length - 1) * stride + kernel
+        return length
+
+    @classmethod
+    def from_json(cls, raw: dict, source: Path) -> Speech2Text2Config:
+        """The configuration from a `config.json` of model_type "speech-encoder-decoder".
+
+        Every value is checked here, before anything is allocated, so a damaged or hostile file
+        stops with one line naming the file and the field, not with a huge allocation or a
+        shape error deep in the model. Missing fields take transformers' defaults.
+        """
+        top = _Reader(raw, "", source)
+        if raw.get("model_type") != "speech-encoder-decoder":
+            top.fail("model_type", "is not 'speech-encoder-decoder'")
+        enc = _Reader(top.section("encoder", "wav2vec2"), "encoder.", source)
+        dec = _Reader(top.section("decoder", "speech_to_text_2"), "decoder.", source)
+
+        conv_dim = enc.ints("conv_dim", (512,) * 7, 1, 8192)
+        conv_kernel = enc.ints("conv_kernel", (10, 3, 3, 3, 3, 2, 2), 1, 4096)
+        conv_stride = enc.ints("conv_stride", (5, 2, 2, 2, 2, 2, 2), 1, 4096)
+        n_conv = len(conv_dim)
+        if len(conv_kernel) != n_conv or len(conv_stride) != n_conv:
+            enc.fail("conv_kernel", f"and conv_stride must have {n_conv} values, as conv_dim")
+        if enc.raw.get("num_feat_extract_layers", n_conv) != n_conv:
+            value = enc.raw["num_feat_extract_layers"]
+            enc.fail("num_feat_extract_layers", f"= {value!r} does not match conv_dim's {n_conv}")
+        if enc.raw.get("add_adapter", False) is not False:
+            enc.fail("add_adapter", "is set: adapter layers are not supported")
+        if enc.raw.get("adapter_attn_dim") is not None:
+            enc.fail("adapter_attn_dim", "is set: attention adapters are not supported")
+        hidden = enc.int("hidden_size", 768, 1, 16384)
+        if enc.raw.get("output_hidden_size") not in (None, hidden):
+            enc.fail("output_hidden_size", f"must equal hidden_size ({hidden})")
+        d_model = dec.int("d_model", 256, 4, 16384)
+        cross = dec.raw.get("cross_attention_hidden_size")
+        if cross is not None and not cross == d_model == hidden:  # transformers' own rule
+            dec.fail(
+                "cross_attention_hidden_size", "must be null, or both encoder and decoder width"
+            )
+        vocab = dec.int("vocab_size", 10000, 1, 1_000_000)
+
+        def token(key: str, default: int) -> int:
+            # transformers' generate() takes the top-level id, else the decoder's
+            reader = top if raw.get(key) is not None else dec
+            return reader.int(key, default, 0, vocab - 1)
+
+        config = cls(
+            conv_dim=conv_dim,
+            conv_kernel=conv_kernel,
+            conv_stride=conv_stride,
+            conv_bias=enc.bool("conv_bias", False),
+            feat_extract_norm=enc.choice("feat_extract_norm", "group", ("group", "layer")),
+            feat_extract_activation=enc.choice("feat_extract_activation", "gelu", ACTIVATIONS),
+            hidden_size=hidden,
+            num_hidden_layers=enc.int("num_hidden_layers", 12, 1, 256),
+            num_attention_heads=enc.divisor("num_attention_heads", 12, hidden),
+            intermediate_size=enc.int("intermediate_size", 3072, 1, 65536),
+            hidden_act=enc.choice("hidden_act", "gelu", ACTIVATIONS),
+            layer_norm_eps=enc.float("layer_norm_eps", 1e-5, 0.0, 1.0),
+            num_conv_pos_embeddings=enc.int("num_conv_pos_embeddings", 128, 1, 4096),
+            num_conv_pos_embedding_groups=enc.divisor("num_conv_pos_embedding_groups", 16, hidden),
+            do_stable_layer_norm=enc.bool("do_stable_layer_norm", False),
+            vocab_size=vocab,
+            d_model=d_model,
+            decoder_layers=dec.int("decoder_layers", 6, 1, 256),
+            decoder_attention_heads=dec.divisor("decoder_attention_heads", 4, d_model),
+            decoder_ffn_dim=dec.int("decoder_ffn_dim", 2048, 1, 65536),
+            activation_function=dec.choice("activation_function", "relu", ACTIVATIONS),
+            scale_embedding=dec.bool("scale_embedding", True),
+            max_target_positions=dec.int("max_target_positions", 1024, 1, 1_000_000),
+            pad_token_id=dec.int("pad_token_id", 1, 0, vocab - 1),
+            tie_word_embeddings=dec.bool("tie_word_embeddings", True),
+            decoder_start_token_id=token("decoder_start_token_id", 2),
+            bos_token_id=token("bos_token_id", 0),
+            eos_token_id=token("eos_token_id", 2),
+        )
+        if config.min_samples > 16000 * 60:
+            enc.fail("conv_kernel", "and conv_stride need more than a minute of audio per frame")
+        return config
+
+
+class _Reader:
+    """Typed, bounded reads from one level of the raw JSON; each failure is one line that
+    names the file and the field."""
+
+    def __init__(self, raw: Any, prefix: str, source: Path):
+        self.raw, self.prefix, self.source = raw, prefix, source
+        if not isinstance(raw, dict):
+            self.fail("", "must be a JSON object")
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        name = (self.prefix + key).rstrip(".") or "config"
+        raise ModelError(f"{self.source}: {name} {problem}")
+
+    def section(self, key: str, model_type: str) -> dict:
+        value = self.raw.get(key)
+        if not isinstance(value, dict):
+            self.fail(key, "must be a JSON object")
+        if value.get("model_type") != model_type:
+            self.fail(f"{key}.model_type", f"is {value.get('model_type')!r}, not {model_type!r}")
+        return value
+
+    def int(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(key, f"= {value!r} is not a whole number from {low} to {high}")
+        return value
+
+    def divisor(self, key: str, default: int, width: int) -> int:
+        value = self.int(key, default, 1, width)
+        if width % value:
+            self.fail(key, f"= {value} does not divide the width {width}")
+        return value
+
+    def float(self, key: str, default: float, low: float, high: float) -> float:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
+            self.fail(key, f"= {value!r} is not a number between {low} and {high}")
+        return float(value)
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, f"= {value!r} is not true or false")
+        return value
+
+    def choice(self, key: str, default: str, choices: Any) -> str:
+        value = self.raw.get(key, default)
+        if value not in choices:
+            self.fail(key, f"= {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def ints(self, key: str, default: tuple[int, ...], low: int, high: int) -> tuple[int, ...]:
+        value = self.raw.get(key, list(default))
+        if not isinstance(value, list) or not 1 <= len(value) <= 32:
+            self.fail(key, f"= {value!r} is not a list of 1 to 32 whole numbers")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
+                self.fail(key, f"holds {item!r}, not a whole number from {low} to {high}")
+        return tuple(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# input
+
+
+def normalize_waveform(samples: np.ndarray) -> np.ndarray:
+    """Zero mean and unit variance over the whole utterance, as the checkpoints were trained.
+
+    The same float32 operations as transformers' `Wav2Vec2FeatureExtractor(do_normalize=True)`
+    on one unpadded utterance, so the result is the same to the bit: (x - mean) /
+    sqrt(var + 1e-7). `samples` is one 1-D waveform; the result is float32.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"expected one 1-D waveform, got shape {x.shape}")
+    if x.size == 0:
+        return x.copy()
+    return (x - x.mean()) / np.sqrt(x.var() + WAVEFORM_EPS)
+
+
+# ---------------------------------------------------------------------------------------------
+# layers
+
+
+# The norms compute in float32 whatever the compute type: half-precision statistics drift, and
+# the CPU kernels refuse float32 input with half-precision parameters, so those are cast too.
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self.weight.float(), self.bias.float()
+        out = F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
+        return out.type(x.dtype)
+
+
+class GroupNorm(nn.GroupNorm):
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self.weight.float(), self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with biased projections, as both halves of the model have it."""
+
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.q_proj = Linear(n_state, n_state)
+        self.k_proj = Linear(n_state, n_state)
+        self.v_proj = Linear(n_state, n_state)
+        self.out_proj = Linear(n_state, n_state)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, t, c = x.shape
+        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # (B, H, T, D)
+
+    def attend(self, x: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Queries from x (B, T, C) over projected keys and values (B, S, C) → (B, T, C).
+        `mask` (T, S) is True where a query may look."""
+        q = self._heads(self.q_proj(x))
+        out = F.scaled_dot_product_attention(q, self._heads(key), self._heads(value), mask)
+        b, h, t, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Full self-attention over x: (B, T, C)."""
+        return self.attend(x, self.k_proj(x), self.v_proj(x))
+
+
+class FeatureConv(nn.Module):
+    """One layer of the convolutional feature encoder: conv, optional norm, activation."""
+
+    def __init__(self, config: Speech2Text2Config, i: int):
+        super().__init__()
+        c_in = config.conv_dim[i - 1] if i > 0 else 1
+        c_out = config.conv_dim[i]
+        kernel, stride = config.conv_kernel[i], config.conv_stride[i]
+        self.conv = Conv1d(c_in, c_out, kernel, stride=stride, bias=config.conv_bias)
+        self.norm = (
+            config.feat_extract_norm if config.feat_extract_norm == "layer" or i == 0 else None
+        )
+        if self.norm == "layer":  # over the channels of each frame
+            self.layer_norm: nn.Module | None = LayerNorm(c_out, eps=NORM_EPS)
+        elif self.norm == "group":  # one group per channel: each channel over time
+            self.layer_norm = GroupNorm(c_out, c_out, eps=NORM_EPS)
+        else:
+            self.layer_norm = None
+        self.activation = ACTIVATIONS[config.feat_extract_activation]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C_in, T_in) → (B, C_out, T_out)."""
+        x = self.conv(x)
+        if self.norm == "layer":
+            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
+        elif self.norm == "group":
+            x = self.layer_norm(x)
+        return self.activation(x)
+
+
+class FeatureProjection(nn.Module):
+    def __init__(self, c_in: int, c_out: int, eps: float):
+        super().__init__()
+        self.layer_norm = LayerNorm(c_in, eps=eps)
+        self.projection = Linear(c_in, c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection(self.layer_norm(x))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, n_state: int, n_hidden: int, activation: str):
+        super().__init__()
+        self.intermediate_dense = Linear(n_state, n_hidden)
+        self.output_dense = Linear(n_hidden, n_state)
+        self.activation = ACTIVATIONS[activation]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.output_dense(self.activation(self.intermediate_dense(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: Speech2Text2Config):
+        super().__init__()
+        n_state, eps = config.hidden_size, config.layer_norm_eps
+        self.pre_norm = config.do_stable_layer_norm
+        self.attention = Attention(n_state, config.num_attention_heads)
+        self.layer_norm = LayerNorm(n_state, eps=eps)
+        self.feed_forward = FeedForward(n_state, config.intermediate_size, config.hidden_act)
+        self.final_layer_norm = LayerNorm(n_state, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, S, C) → (B, S, C)."""
+        if self.pre_norm:
+            x = x + self.attention(self.layer_norm(x))
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.layer_norm(x + self.attention(x))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class Wav2Vec2Encoder(nn.Module):
+    def __init__(self, config: Speech2Text2Config):
+        super().__init__()
+        n_state, kernel = config.hidden_size, config.num_conv_pos_embeddings
+        self.conv_layers = nn.ModuleList(
+            FeatureConv(config, i) for i in range(len(config.conv_dim))
+        )
+        self.feature_projection = FeatureProjection(
+            config.conv_dim[-1], n_state, config.layer_norm_eps
+        )
+        # relative positions: a grouped convolution over time whose output is added to the input
+        self.pos_conv = Conv1d(
+            n_state,
+            n_state,
+            kernel,
+            padding=kernel // 2,
+            groups=config.num_conv_pos_embedding_groups,
+        )
+        self.pos_conv_trim = 1 if kernel % 2 == 0 else 0  # an even kernel adds one frame
+        self.pos_activation = ACTIVATIONS[config.feat_extract_activation]
+        self.pre_norm = config.do_stable_layer_norm
+        self.layer_norm = LayerNorm(n_state, eps=config.layer_norm_eps)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, samples: Tensor) -> Tensor:
+        """samples: (B, N) normalised waveform → (B, S, C), S = about N / 320."""
+        x = samples[:, None, :]  # (B, 1, N)
+        for layer in self.conv_layers:
+            x = layer(x)
+        x = self.feature_projection(x.transpose(1, 2))  # (B, S, C)
+        positions = self.pos_conv(x.transpose(1, 2))  # (B, C, S + trim)
+        positions = positions[:, :, : positions.shape[2] - self.pos_conv_trim]
+        x = x + self.pos_activation(positions).transpose(1, 2)
+        if not self.pre_norm:
+            x = self.layer_norm(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.layer_norm(x) if self.pre_norm else x
+
+
+class DecoderLayer(nn.Module):
+    """A post-norm decoder layer: each sublayer's residual sum is then normalised."""
+
+    def __init__(self, config: Speech2Text2Config):
+        super().__init__()
+        n_state, n_head = config.d_model, config.decoder_attention_heads
+        self.self_attn = Attention(n_state, n_head)
+        self.self_attn_layer_norm = LayerNorm(n_state, eps=NORM_EPS)
+        self.encoder_attn = Attention(n_state, n_head)
+        self.encoder_attn_layer_norm = LayerNorm(n_state, eps=NORM_EPS)
+        self.fc1 = Linear(n_state, config.decoder_ffn_dim)
+        self.fc2 = Linear(config.decoder_ffn_dim, n_state)
+        self.final_layer_norm = LayerNorm(n_state, eps=NORM_EPS)
+        self.activation = ACTIVATIONS[config.activation_function]
+
+    def cross_keys(self, encoder_out: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encoder_attn.k_proj(encoder_out), self.encoder_attn.v_proj(encoder_out)
+
+    def forward(
+        self, x: Tensor, cache: tuple[Tensor, ...] | None, cross: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """New tokens x: (B, T, C) after the cached ones → (B, T, C) and this layer's cache
+        (self keys, self values: (B, past + T, C); cross keys, cross values: (B, S, C))."""
+        key, value = self.self_attn.k_proj(x), self.self_attn.v_proj(x)
+        if cache is not None:
+            key, value = torch.cat([cache[0], key], dim=1), torch.cat([cache[1], value], dim=1)
+        n_new, n_all = x.shape[1], key.shape[1]
+        mask = None  # one new token sees every cached one
+        if n_new > 1:  # new token i sees the cached tokens and the new ones up to i
+            mask = torch.ones(n_new, n_all, dtype=torch.bool, device=x.device)
+            mask = mask.tril(n_all - n_new)
+        x = self.self_attn_layer_norm(x + self.self_attn.attend(x, key, value, mask))
+        x = self.encoder_attn_layer_norm(x + self.encoder_attn.attend(x, *cross))
+        x = self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x))))
+        return x, (key, value, *cross)
+
+
+def sinusoids(positions: Tensor, channels: int) -> Tensor:
+    """The decoder's fixed position vectors for integer `positions` (...,) → (..., channels).
+
+    fairseq's (tensor2tensor's) layout: the sines of all frequencies, then their cosines, and a
+    zero column when `channels` is odd. Computed with the same float32 operations as
+    transformers' table, so rows agree to the bit; computing only the rows a step needs keeps
+    the model free of buffers and of a length limit.
+    """
+    half = channels // 2
+    step = math.log(10000) / (half - 1)
+    frequencies = torch.exp(torch.arange(half, device=positions.device).float() * -step)
+    angles = positions.float()[..., None] * frequencies  # (..., half)
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if channels % 2:
+        table = F.pad(table, (0, 1))
+    return table
+
+
+class Speech2Text2Decoder(nn.Module):
+    def __init__(self, config: Speech2Text2Config):
+        super().__init__()
+        self.pad = config.pad_token_id
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
+
+    def positions(self, tokens: Tensor, past: int) -> Tensor:
+        """Position vectors of tokens (B, T) that follow `past` cached ones → (B, T, C).
+
+        As fairseq counts them: the first token is position pad + 1; a padding token gets the
+        zero vector and is not counted among the new tokens (transformers does the same).
+        """
+        real = tokens != self.pad
+        index = (real.cumsum(dim=1) + past) * real + self.pad  # (B, T)
+        vectors = sinusoids(index, self.embed_tokens.embedding_dim)
+        return vectors * real[..., None]
+
+    def forward(
+        self, tokens: Tensor, encoder_out: Tensor, cache: Cache | None
+    ) -> tuple[Tensor, Cache]:
+        """tokens (B, T) after the cached ones → hidden states (B, T, C) and the new cache."""
+        past = 0 if cache is None else cache[0][0].shape[1]
+        x = self.embed_tokens(tokens) * self.embed_scale
+        x = x + self.positions(tokens, past).to(x.dtype)
+        new_cache: Cache = []
+        for i, layer in enumerate(self.layers):
+            if cache is None:
+                key, value = layer.cross_keys(encoder_out.to(x.dtype))  # (B_enc, S, C)
+                if key.shape[0] != tokens.shape[0]:  # one audio shared by every row
+                    key = key.expand(tokens.shape[0], -1, -1)
+                    value = value.expand(tokens.shape[0], -1, -1)
+                x, layer_cache = layer(x, None, (key, value))
+            else:
+                x, layer_cache = layer(x, cache[i], (cache[i][2], cache[i][3]))
+            new_cache.append(layer_cache)
+        return x, new_cache
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+class Speech2Text2(nn.Module):
+    def __init__(self, config: Speech2Text2Config):
+        super().__init__()
+        self.config = config
+        self.encoder = Wav2Vec2Encoder(config)
+        self.enc_to_dec_proj = (
+            Linear(config.hidden_size, config.d_model) if config.has_projection else None
+        )
+        self.decoder = Speech2Text2Decoder(config)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+
+    def encode(self, samples: Tensor) -> Tensor:
+        """samples (B, N): 16 kHz waveform, already normalised → (B, S, d_model), what the
+        decoder attends to (after `enc_to_dec_proj`)."""
+        if samples.shape[-1] < self.config.min_samples:
+            raise ValueError(
+                f"{samples.shape[-1]} samples are too few: the encoder needs at least "
+                f"{self.config.min_samples}"
+            )
+        x = self.encoder(samples.to(self.lm_head.weight.dtype))
+        return x if self.enc_to_dec_proj is None else self.enc_to_dec_proj(x)
+
+    def decode(
+        self, tokens: Tensor, encoder_out: Tensor, cache: Cache | None
+    ) -> tuple[Tensor, Cache]:
+        """Logits (B, T, vocab) in float32 for the new tokens (B, T) and the new cache.
+
+        `tokens` are only those not yet in `cache`; their positions continue after the cached
+        ones. The cache holds, per decoder layer, (self keys, self values, cross keys, cross
+        values), each with the batch in dim 0, so beams reorder with `t.index_select(0, rows)`.
+        The cross keys and values are computed once, when `cache` is None, from `encoder_out`
+        (B or 1, S, d_model); a batch of 1 is shared by every row.
+        """
+        hidden, cache = self.decoder(tokens, encoder_out, cache)
+        return self.lm_head(hidden).float(), cache
+
+
+# ---------------------------------------------------------------------------------------------
+# weights
+
+# checkpoint prefix → this module's; the first that matches applies, other keys keep their name
+_PREFIXES = (
+    ("encoder.feature_extractor.conv_layers.", "encoder.conv_layers."),
+    ("encoder.feature_projection.", "encoder.feature_projection."),
+    ("encoder.encoder.pos_conv_embed.conv.", "encoder.pos_conv."),
+    ("encoder.encoder.", "encoder."),
+    ("decoder.model.decoder.", "decoder."),
+    ("decoder.lm_head.", "lm_head."),
+)
+
+# checkpoint tensors that inference never reads, dropped on purpose
+DROPPED_KEYS = frozenset(
+    {
+        # SpecAugment's learned mask vector: replaces masked frames in training only
+        "encoder.masked_spec_embed",
+        # the sinusoid table (saved as a parameter): `sinusoids` recomputes its rows
+        "decoder.model.decoder.embed_positions.weights",
+    }
+)
+
+# the weight norm of the position convolution: magnitude g and direction v, in either naming
+_WEIGHT_NORM = "encoder.encoder.pos_conv_embed.conv."
+_WEIGHT_NORM_PARTS = {
+    "weight_g": "g",
+    "weight_v": "v",
+    "parametrizations.weight.original0": "g",
+    "parametrizations.weight.original1": "v",
+}
+_WEIGHT_NORM_DIM = 2  # transformers applies it over the kernel axis: one norm per tap
+
+
+def fold_weight_norm(g: Tensor, v: Tensor, dim: int = _WEIGHT_NORM_DIM) -> Tensor:
+    """The plain weight of a weight-normed layer: v scaled to length g along every slice of
+    `dim` (torch's `weight_norm`: w = g * v / ||v||, the norm over all other axes)."""
+    others = [axis for axis in range(v.ndim) if axis != dim]
+    norm = torch.linalg.vector_norm(v.float(), dim=others, keepdim=True)
+    return (v.float() * (g.float() / norm)).to(v.dtype)
+
+
+def convert_state(state: dict[str, Tensor], config: Speech2Text2Config) -> dict[str, Tensor]:
+    """A Hugging Face `SpeechEncoderDecoderModel` state dict → this model's names.
+
+    Folds the position convolution's weight norm (`weight_g`/`weight_v` in hub checkpoints,
+    `parametrizations.weight.original0/1` in ones saved by newer torch) into one weight, drops
+    `DROPPED_KEYS`, and sets up `lm_head` the way transformers 4.40 loads it: with the decoder's
+    `tie_word_embeddings` (the default), the output matrix and the token embedding are one
+    tensor, `decoder.lm_head.weight` when the file has it, else the embedding; untied, each is
+    its own. Keys it does not know keep their names, so the caller's strict check reports them.
+    """
+    out: dict[str, Tensor] = {}
+    norm_parts: dict[str, Tensor] = {}
+    for key, tensor in state.items():
+        if key in DROPPED_KEYS:
+            continue
+        part = _WEIGHT_NORM_PARTS.get(key.removeprefix(_WEIGHT_NORM))
+        if key.startswith(_WEIGHT_NORM) and part is not None:
+            norm_parts[part] = tensor
+            continue
+        out[_rename(key)] = tensor
+    if set(norm_parts) == {"g", "v"}:
+        out["encoder.pos_conv.weight"] = fold_weight_norm(norm_parts["g"], norm_parts["v"])
+    else:  # half a pair: keep it under its own name for the key check to report
+        for part, tensor in norm_parts.items():
+            out[f"{_WEIGHT_NORM}weight_{part}"] = tensor
+    if config.tie_word_embeddings:
+        shared = out.get("lm_head.weight", out.get("decoder.embed_tokens.weight"))
+        if shared is not None:
+            out["lm_head.weight"] = out["decoder.embed_tokens.weight"] = shared
+    return out
+
+
+def _rename(key: str) -> str:
+    for old, new in _PREFIXES:
+        if key.startswith(old):
+            return new + key.removeprefix(old)
+    return key
