@@ -12,29 +12,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import require
+from tests.conftest import lay_out_hub_cache, require
 from whisper_cli.errors import ModelError
 from whisper_cli.models import MODELS, hf_to_openai_key, load_model, resolve_model
-
-SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _copy(checkpoint: Path, tmp_path: Path) -> Path:
     target = tmp_path / "model"
     shutil.copytree(checkpoint, target)
     return target
-
-
-def _hub_cache(checkpoint: Path, cache: Path, repo_id: str = "openai/whisper-base") -> Path:
-    """Lay a checkpoint out as huggingface_hub caches a download."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / SNAPSHOT
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(SNAPSHOT)
-    for file in checkpoint.iterdir():
-        shutil.copy(file, snapshot / file.name)
-    return snapshot
 
 
 def _first_logits(model) -> torch.Tensor:
@@ -79,6 +65,15 @@ def test_float16_weights_compute_in_float32_on_cpu(tiny_checkpoint, tmp_path):
     model = load_model(folder, device="cpu")
     assert model.model.dtype == torch.float32
     assert torch.isfinite(_first_logits(model)).all()
+
+
+def test_half_precision_compute_types_run_on_cpu_too(tiny_checkpoint):
+    """bfloat16 on a CPU: the layer norms compute in float32 with float32 parameters."""
+    model = load_model(tiny_checkpoint, device="cpu", compute_type="bfloat16")
+    assert model.model.dtype == torch.bfloat16
+    assert torch.isfinite(_first_logits(model)).all()
+    transcript = model.transcribe(np.zeros(16000, dtype=np.float32), temperature=0.0)
+    assert transcript.duration == 1.0
 
 
 def _drop(name):
@@ -165,7 +160,7 @@ def test_wrong_paths_and_unknown_names(tmp_path):
 
 
 def test_resolves_a_short_name_from_the_hub_cache_offline(tiny_checkpoint, tmp_path):
-    snapshot = _hub_cache(tiny_checkpoint, tmp_path / "hub")
+    snapshot = lay_out_hub_cache(tiny_checkpoint, tmp_path / "hub")
     checkpoint = resolve_model("base", offline=True, cache_dir=tmp_path / "hub")
     assert checkpoint.path == snapshot and checkpoint.repo_id == "openai/whisper-base"
     model = load_model("base", offline=True, cache_dir=tmp_path / "hub", device="cpu")

@@ -30,9 +30,13 @@ class ModelDimensions:
 
 
 class LayerNorm(nn.LayerNorm):
+    """Normalises in float32 whatever the compute type (half-precision statistics drift);
+    the parameters are cast too, as CPU kernels require of a float32 input."""
+
     def forward(self, x: Tensor) -> Tensor:
-        # normalise in float32 whatever the compute type: half-precision statistics drift
-        return super().forward(x.float()).type(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 # At most this many rows of input make a "skinny" product (decoding steps: one row per beam).

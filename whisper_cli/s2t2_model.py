@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whisper_cli.errors import ModelError
-from whisper_cli.model import Conv1d, Linear
+from whisper_cli.model import Conv1d, LayerNorm, Linear
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 NORM_EPS = 1e-5  # the conv layers' and the decoder's layer norms: fixed, not configurable
@@ -270,13 +270,6 @@ def normalize_waveform(samples: np.ndarray) -> np.ndarray:
 
 # The norms compute in float32 whatever the compute type: half-precision statistics drift, and
 # the CPU kernels refuse float32 input with half-precision parameters, so those are cast too.
-
-
-class LayerNorm(nn.LayerNorm):
-    def forward(self, x: Tensor) -> Tensor:
-        weight, bias = self.weight.float(), self.bias.float()
-        out = F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
-        return out.type(x.dtype)
 
 
 class GroupNorm(nn.GroupNorm):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whisper_cli.errors import ModelError
-from whisper_cli.model import Conv1d, Linear, skinny_matmul
+from whisper_cli.model import Conv1d, LayerNorm, Linear, skinny_matmul
 
 # transformers' names for the activations it has, restricted to the ones implemented here
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -44,17 +44,6 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "swish": F.silu,
     "tanh": torch.tanh,
 }
-
-
-class LayerNorm(nn.LayerNorm):
-    """Normalises in float32 whatever the compute type (half-precision statistics drift);
-    the parameters are cast too, which CPU kernels require of a float32 input."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        out = F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
-        return out.to(x.dtype)
 
 
 # One decoder layer's cache: self-attention keys and values (B, H, T, D), then the
