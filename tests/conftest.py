@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,18 @@ def tiny_model(tiny_checkpoint: Path):
     from whisper_cli.models import load_model
 
     return load_model(tiny_checkpoint, device="cpu")
+
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def lay_out_hub_cache(checkpoint: Path, cache: Path, repo_id: str = "openai/whisper-base") -> Path:
+    """Lay a checkpoint out as huggingface_hub caches a download."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / SNAPSHOT
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(SNAPSHOT)
+    for file in checkpoint.iterdir():
+        shutil.copy(file, snapshot / file.name)
+    return snapshot
