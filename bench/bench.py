@@ -15,7 +15,6 @@ venv this script creates under ${XDG_CACHE_HOME:-~/.cache}/whisper-cli/bench-ven
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -34,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from whisper_cli.audio import load_audio
-from whisper_cli.options import DecodingOptions, TranscribeOptions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -76,6 +74,7 @@ ENGINES = (
     Engine("whisper-cli", False, "float32, beam 5, best of 5"),
     Engine("whisper-cli-int8", False, "int8 dynamic, beam 5, best of 5"),
     Engine("whisper-cli-batched", False, "float32, beam 5, batch 8"),
+    Engine("whisper-cli-batched-int8", False, "int8 dynamic, beam 5, batch 8"),
     Engine("faster-whisper-fp32", True, "float32, beam 5, best of 5"),
     Engine("faster-whisper-int8", True, "int8, beam 5, best of 5"),
     Engine("faster-whisper-batched-int8", True, "BatchedInferencePipeline, int8, batch 8"),
@@ -238,12 +237,6 @@ def reference_for(audio: Path, manifest: Path | None) -> tuple[str | None, str |
     return None, None
 
 
-def ours_supports_batching() -> bool:
-    names = {f.name for f in dataclasses.fields(TranscribeOptions)}
-    names |= {f.name for f in dataclasses.fields(DecodingOptions)}
-    return "batch_size" in names
-
-
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -311,9 +304,6 @@ def measure(python: Path, engine: Engine, audio: Path, args: argparse.Namespace)
 
 def run_engine(python: Path, engine: Engine, audio: Path, args: argparse.Namespace) -> Result:
     result = Result(engine)
-    if engine.name == "whisper-cli-batched" and not ours_supports_batching():
-        result.skipped = "whisper-cli has no batch_size option yet"
-        return result
     for repeat in range(1, args.repeats + 1):
         log(f"{engine.name}: run {repeat} of {args.repeats}")
         try:

@@ -110,6 +110,8 @@ def load_engine(engine: str, models: Path, model: str, threads: int) -> Transcri
             return load_whisper_cli(models, model, "int8", batched=False)
         case "whisper-cli-batched":
             return load_whisper_cli(models, model, "float32", batched=True)
+        case "whisper-cli-batched-int8":
+            return load_whisper_cli(models, model, "int8", batched=True)
         case "faster-whisper-fp32":
             return load_faster_whisper(models, model, "float32", batched=False, threads=threads)
         case "faster-whisper-int8":

@@ -11,13 +11,13 @@ from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, parse_clip_timestamps
-from whisper_cli.transcribe import _split_window, transcribe_stream
+from whisper_cli.transcribe import split_window, transcribe_stream
 
 BEGIN = 1000  # timestamp_begin in the splitting tests
 
 
 def _split(tokens, seek=0, segment_size=3000):
-    return _split_window(
+    return split_window(
         tuple(tokens), BEGIN, seek, seek / 100, segment_size / 100, segment_size, 0.02, 2
     )
 

@@ -71,6 +71,9 @@ class TranscribeOptions:
     clip_timestamps: tuple[float, ...] = ()  # start, end, start, end, … seconds
     language_detection_windows: int = 1
 
+    # batched mode: speech chunks found by voice activity detection, decoded this many at once
+    batch_size: int = 1  # 1: the reference's sequential seek loop
+
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TranscribeOptions:
         """Options from flat keywords, openai-whisper style: TranscribeOptions fields,
@@ -142,3 +145,13 @@ def verify(options: TranscribeOptions) -> None:
         raise OptionsError("split_on_pauses must be above 0 seconds (or None)")
     if options.language_detection_windows < 1:
         raise OptionsError("language_detection_windows must be at least 1")
+    if options.batch_size < 1:
+        raise OptionsError("batch_size must be at least 1")
+    if options.batch_size > 1 and options.clip_timestamps:
+        raise OptionsError(
+            "clip_timestamps and batch_size > 1 do not combine: batches are VAD chunks"
+        )
+    if options.batch_size > 1 and options.hallucination_silence_threshold is not None:
+        raise OptionsError(
+            "hallucination_silence_threshold needs the sequential loop: leave batch_size at 1"
+        )

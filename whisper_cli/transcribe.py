@@ -151,7 +151,7 @@ class _Attempt:
     reason: str
 
 
-def _judge(result: DecodingResult, options: TranscribeOptions) -> _Attempt:
+def judge(result: DecodingResult, options: TranscribeOptions) -> _Attempt:
     """Whether a window's decoding should be retried hotter, and why."""
     if (
         options.compression_ratio_threshold is not None
@@ -172,6 +172,13 @@ def _judge(result: DecodingResult, options: TranscribeOptions) -> _Attempt:
     return _Attempt(result, True, reason)
 
 
+def at_temperature(decoding: DecodingOptions, temperature: float) -> DecodingOptions:
+    """The options of one attempt: beam search at 0, sampling best_of candidates above."""
+    if temperature > 0:
+        return replace(decoding, temperature=temperature, beam_size=None, patience=None)
+    return replace(decoding, temperature=temperature, best_of=None)
+
+
 def decode_with_fallback(
     model: WhisperModel,
     features: torch.Tensor,
@@ -184,14 +191,8 @@ def decode_with_fallback(
     """
     attempts: list[_Attempt] = []
     for temperature in options.temperatures:
-        if temperature > 0:
-            attempt_options = replace(
-                decoding, temperature=temperature, beam_size=None, patience=None
-            )
-        else:
-            attempt_options = replace(decoding, temperature=temperature, best_of=None)
-        task = DecodingTask(model.model, model.tokenizer, attempt_options)
-        attempt = _judge(task.run(features)[0], options)
+        task = DecodingTask(model.model, model.tokenizer, at_temperature(decoding, temperature))
+        attempt = judge(task.run(features)[0], options)
         attempts.append(attempt)
         if not attempt.needs_fallback:
             return attempt.result, temperature > 0.5
@@ -223,7 +224,8 @@ def transcribe_stream(
 ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
     """Start transcribing: the language and duration now, the segments as they are decoded."""
     verify(options)
-    detector = SpeechDetector() if options.skip_silent_windows else None
+    batched = options.batch_size > 1  # chunks come from voice activity detection
+    detector = SpeechDetector() if options.skip_silent_windows or batched else None
     mel = log_mel_frames(model, audio, detector)
     content_frames = mel.content_frames
     duration = mel.n_samples / SAMPLE_RATE
@@ -234,6 +236,10 @@ def transcribe_stream(
         task = "transcribe"  # an English-only model can only transcribe
     decoding = replace(options.decoding, language=language, task=task)
     info = TranscriptionInfo(language, probability, duration)
+    if batched:
+        from whisper_cli.batched import batched_segments
+
+        return info, batched_segments(model, mel, decoding, options, detector, progress)
     return info, _seek_loop(model, mel, content_frames, decoding, options, progress, detector)
 
 
@@ -270,7 +276,7 @@ def detect_language(model: WhisperModel, audio: AudioInput) -> dict[str, float]:
     return probs
 
 
-def _initial_prompt_tokens(model: WhisperModel, options: TranscribeOptions) -> list[int]:
+def initial_prompt_tokens(model: WhisperModel, options: TranscribeOptions) -> list[int]:
     if options.initial_prompt is None:
         return []
     return model.tokenizer.encode(" " + options.initial_prompt.strip())
@@ -304,7 +310,7 @@ def _seek_loop(
     content_duration = content_frames * HOP_LENGTH / SAMPLE_RATE
     sot_sequence = tokenizer.sot_sequence(decoding.language, decoding.task)
 
-    initial_prompt = _initial_prompt_tokens(model, options)
+    initial_prompt = initial_prompt_tokens(model, options)
     state = _State(all_tokens=list(initial_prompt))
     max_prompt = dims.n_text_ctx // 2 - 1 - len(initial_prompt)
 
@@ -339,20 +345,13 @@ def _seek_loop(
             model, features, replace(decoding, prompt=tuple(prompt)), options
         )
 
-        if options.no_speech_threshold is not None:
-            silent = result.no_speech_prob > options.no_speech_threshold
-            if (
-                options.logprob_threshold is not None
-                and result.avg_logprob > options.logprob_threshold
-            ):
-                silent = False
-            if silent:
-                seek += segment_size
-                _report(progress, seek, content_frames)
-                continue
+        if is_silent(result, options):
+            seek += segment_size
+            _report(progress, seek, content_frames)
+            continue
 
         previous_seek = seek
-        segments, single_timestamp_ending, advance = _split_window(
+        segments, single_timestamp_ending, advance = split_window(
             result.tokens,
             tokenizer.timestamp_begin,
             seek,
@@ -417,34 +416,52 @@ def _seek_loop(
             if pending.start == pending.end or not text.strip():
                 continue  # an instant or blank segment: nothing to show
             state.all_tokens.extend(pending.tokens)
-            # the model may place the last timestamp in the padding after the audio
-            yield Segment(
-                id=state.next_id,
-                seek=pending.seek,
-                start=min(pending.start, content_duration),
-                end=min(pending.end, content_duration),
-                text=text,
-                tokens=tuple(pending.tokens),
-                temperature=result.temperature,
-                avg_logprob=result.avg_logprob,
-                compression_ratio=result.compression_ratio,
-                no_speech_prob=result.no_speech_prob,
-                words=tuple(
-                    Word(
-                        w.word,
-                        min(w.start, content_duration),
-                        min(w.end, content_duration),
-                        w.probability,
-                    )
-                    for w in pending.words
-                )
-                if options.word_timestamps
-                else None,
+            yield to_segment(
+                pending, state.next_id, text, result, content_duration, options.word_timestamps
             )
             state.next_id += 1
         if not options.condition_on_previous_text or sampled_hot:
             state.prompt_reset_since = len(state.all_tokens)
         _report(progress, min(seek, content_frames), content_frames)
+
+
+def is_silent(result: DecodingResult, options: TranscribeOptions) -> bool:
+    """The reference's no-speech rule: the model is sure of silence and unsure of its text."""
+    if options.no_speech_threshold is None or result.no_speech_prob <= options.no_speech_threshold:
+        return False
+    return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
+
+
+def to_segment(
+    pending: PendingSegment,
+    id: int,
+    text: str,
+    result: DecodingResult,
+    content_duration: float,
+    with_words: bool,
+) -> Segment:
+    """The finished segment; times are clamped, since the model may place the last timestamp
+    in the padding after the audio."""
+    return Segment(
+        id=id,
+        seek=pending.seek,
+        start=min(pending.start, content_duration),
+        end=min(pending.end, content_duration),
+        text=text,
+        tokens=tuple(pending.tokens),
+        temperature=result.temperature,
+        avg_logprob=result.avg_logprob,
+        compression_ratio=result.compression_ratio,
+        no_speech_prob=result.no_speech_prob,
+        words=tuple(
+            Word(
+                w.word, min(w.start, content_duration), min(w.end, content_duration), w.probability
+            )
+            for w in pending.words
+        )
+        if with_words
+        else None,
+    )
 
 
 def _report(progress: Progress | None, seek: int, content_frames: int) -> None:
@@ -453,7 +470,7 @@ def _report(progress: Progress | None, seek: int, content_frames: int) -> None:
         progress(done, content_frames * HOP_LENGTH / SAMPLE_RATE)
 
 
-def _split_window(
+def split_window(
     tokens: tuple[int, ...],
     timestamp_begin: int,
     seek: int,

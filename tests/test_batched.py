@@ -1,0 +1,68 @@
+"""Batched mode: VAD chunks decoded several at a time, each with its own seek loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import load_reference
+from tests.test_transcribe import _wer, assert_well_formed
+from whisper_cli.audio import load_audio
+from whisper_cli.batched import speech_chunks
+from whisper_cli.constants import N_FRAMES
+from whisper_cli.errors import OptionsError
+from whisper_cli.vad import CHUNK, SpeechDetector
+
+
+def _detector(probabilities) -> SpeechDetector:
+    detector = SpeechDetector()
+    detector.probabilities = list(probabilities)
+    return detector
+
+
+def test_chunks_are_in_order_and_at_most_one_window():
+    per_second = 16000 / CHUNK
+    # speech 1–20 s, 21–45 s, 60–130 s (longer than a window), silence elsewhere
+    probabilities = np.zeros(int(140 * per_second))
+    for start, end in ((1, 20), (21, 45), (60, 130)):
+        probabilities[int(start * per_second) : int(end * per_second)] = 0.9
+    chunks = speech_chunks(_detector(probabilities), duration=140.0)
+    assert chunks
+    assert all(0 < end - start <= N_FRAMES for start, end in chunks)
+    assert all(a[1] <= b[0] for a, b in zip(chunks, chunks[1:], strict=False))
+    covered = sum(end - start for start, end in chunks)
+    assert covered >= (19 + 24 + 70) * 100  # every second of speech is in some chunk
+    assert not any(start <= 50 * 100 < end for start, end in chunks)  # 46–59 s is silent
+
+
+def test_options_the_batched_mode_cannot_keep_are_refused(tiny_model):
+    samples = np.zeros(16000, dtype=np.float32)
+    with pytest.raises(OptionsError, match="clip_timestamps"):
+        tiny_model.transcribe(samples, batch_size=4, clip_timestamps="1,2")
+    with pytest.raises(OptionsError, match="batch_size"):
+        tiny_model.transcribe(samples, batch_size=0)
+
+
+def test_silence_gives_no_segments(tiny_model):
+    transcript = tiny_model.transcribe(np.zeros(16000 * 40, dtype=np.float32), batch_size=4)
+    assert transcript.segments == ()
+
+
+@pytest.mark.real_model
+def test_batched_longform_is_as_accurate_as_sequential(real_model, audio_dir, manifest):
+    """Greedy, batch 4, against the reference's sequential greedy run (recorded): each chunk
+    seeks on when Whisper stops early, so no speech is lost."""
+    truth = next(e["text"] for e in manifest if e["file"] == "en_longform_dev.flac")
+    audio = load_audio(audio_dir / "en_longform_dev.flac")
+    duration = len(audio) / 16000
+    batched = real_model.transcribe(audio, temperature=0.0, batch_size=4, word_timestamps=True)
+    assert_well_formed(batched, duration)
+    sequential = load_reference("longform.json")["greedy"]["text"]
+    ours, theirs = _wer(truth, batched.text), _wer(truth, sequential)
+    print(f"longform greedy WER: batched {ours:.4f}, openai-whisper sequential {theirs:.4f}")
+    assert ours <= theirs + 0.01
+    assert [s.id for s in batched.segments] == list(range(len(batched.segments)))
+    for segment in batched.segments:
+        assert segment.words
+        assert segment.start - 0.02 <= segment.words[0].start
+        assert segment.words[-1].end <= segment.end + 0.02

@@ -1,0 +1,178 @@
+"""Batched transcription (`batch_size` > 1): speech chunks decoded several at a time.
+
+Silero VAD finds the speech regions; neighbouring regions are joined into chunks of at most
+30 s, and each chunk is transcribed by its own copy of the reference's seek loop. The loops
+advance in lockstep: each round, the current windows of up to `batch_size` chunks are encoded
+and decoded as one batch. A chunk covers the audio from the start of its first region to the
+end of its last, pauses included, so its timestamps need no remapping.
+
+Unlike the batched pipelines of faster-whisper and whisperX, each chunk keeps what makes the
+sequential algorithm faithful: timestamp tokens cut it into segments; when the model stops
+before the chunk's end (Whisper often ends a window early, expecting the next window to
+carry on), the chunk's loop seeks to its last timestamp and decodes the rest; a window whose
+text is too repetitive or too unsure is decoded again at rising temperatures (alone, with the
+usual fallback); a window the model calls silent is dropped. What it gives up: the previous
+window's text as a prompt (the windows of one batch share one prompt: the initial prompt)
+and the hallucination-silence rules.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, exact_div
+from whisper_cli.decoding import DecodingResult, DecodingTask
+from whisper_cli.features import LogMelFrames, pad_or_trim
+from whisper_cli.options import DecodingOptions, TranscribeOptions
+from whisper_cli.results import Segment
+from whisper_cli.timing import PendingSegment, add_word_timestamps, split_at_pauses
+from whisper_cli.transcribe import (
+    Progress,
+    at_temperature,
+    decode_with_fallback,
+    initial_prompt_tokens,
+    is_silent,
+    judge,
+    split_window,
+    to_segment,
+)
+from whisper_cli.vad import SpeechDetector, merge_regions
+
+if TYPE_CHECKING:
+    from whisper_cli.models import WhisperModel
+
+# speech regions as faster-whisper's batched pipeline finds them
+MIN_SILENCE = 0.16  # seconds of pause that end a region
+SPEECH_PAD = 0.4  # seconds kept around each region
+
+
+def speech_chunks(detector: SpeechDetector, duration: float) -> list[tuple[int, int]]:
+    """Mel-frame ranges [start, end) of the chunks to decode, in order, each ≤ 30 s."""
+    regions = detector.regions(duration=duration, min_silence=MIN_SILENCE, pad=SPEECH_PAD)
+    chunks = merge_regions(regions, max_duration=N_FRAMES / FRAMES_PER_SECOND)
+    frames = [(round(s * FRAMES_PER_SECOND), round(e * FRAMES_PER_SECOND)) for s, e in chunks]
+    return [(s, min(e, s + N_FRAMES)) for s, e in frames if e > s]
+
+
+@dataclass
+class _Chunk:
+    """One chunk's seek loop: where it is, and the segments it has found so far."""
+
+    index: int
+    end: int  # mel frame
+    seek: int  # mel frame
+    last_speech: float = 0.0  # seconds: the end of the last word, for word timestamps
+    found: list[tuple[PendingSegment, DecodingResult]] = field(default_factory=list)
+
+
+def batched_segments(
+    model: WhisperModel,
+    mel: LogMelFrames,
+    decoding: DecodingOptions,
+    options: TranscribeOptions,
+    detector: SpeechDetector,
+    progress: Progress | None = None,
+) -> Iterator[Segment]:
+    """The segments of every speech chunk, in order, decoded `options.batch_size` at a time."""
+    tokenizer = model.tokenizer
+    duration = mel.content_frames / FRAMES_PER_SECOND
+    decoding = replace(decoding, prompt=tuple(initial_prompt_tokens(model, options)) or None)
+    waiting = deque(
+        _Chunk(i, end, start) for i, (start, end) in enumerate(speech_chunks(detector, duration))
+    )
+    active: list[_Chunk] = []
+    done: dict[int, _Chunk] = {}
+    next_chunk = next_id = 0
+    while waiting or active:
+        while len(active) < options.batch_size and waiting:
+            active.append(waiting.popleft())
+        _decode_round(model, mel, active, decoding, options)
+        for chunk in active:
+            if chunk.seek >= chunk.end or not detector.has_speech(
+                chunk.seek, chunk.end - chunk.seek
+            ):
+                done[chunk.index] = chunk
+        active = [chunk for chunk in active if chunk.index not in done]
+        while next_chunk in done:  # chunks finish out of order; segments leave in order
+            chunk = done.pop(next_chunk)
+            for pending, result in chunk.found:
+                text = tokenizer.decode([t for t in pending.tokens if t < tokenizer.eot])
+                if pending.start == pending.end or not text.strip():
+                    continue
+                yield to_segment(pending, next_id, text, result, duration, options.word_timestamps)
+                next_id += 1
+            if progress is not None:
+                progress(min(chunk.end / FRAMES_PER_SECOND, duration), duration)
+            next_chunk += 1
+    if progress is not None:
+        progress(duration, duration)
+
+
+def _decode_round(
+    model: WhisperModel,
+    mel: LogMelFrames,
+    chunks: list[_Chunk],
+    decoding: DecodingOptions,
+    options: TranscribeOptions,
+) -> None:
+    """Decode the current window of each chunk as one batch, and move each chunk's seek on."""
+    tokenizer = model.tokenizer
+    input_stride = exact_div(N_FRAMES, model.model.dims.n_audio_ctx)  # mel frames per token: 2
+    time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp: 0.02
+    sot_sequence = tokenizer.sot_sequence(decoding.language, decoding.task)
+    sizes = [min(N_FRAMES, chunk.end - chunk.seek) for chunk in chunks]
+    windows = [
+        pad_or_trim(mel.window(c.seek, n), N_FRAMES) for c, n in zip(chunks, sizes, strict=True)
+    ]
+    with torch.inference_mode():  # (batch, n_mels, 3000) → (batch, 1500, C)
+        features = model.model.encoder(torch.stack(windows).to(model.device, model.model.dtype))
+    first_attempt = at_temperature(decoding, options.temperatures[0])
+    results = DecodingTask(model.model, tokenizer, first_attempt).run(features)
+    for row, (chunk, size, result) in enumerate(zip(chunks, sizes, results, strict=True)):
+        row_features = features[row : row + 1]
+        if judge(result, options).needs_fallback and len(options.temperatures) > 1:
+            result = decode_with_fallback(model, row_features, decoding, options)[0]
+        if is_silent(result, options):
+            chunk.seek += size
+            continue
+        offset = chunk.seek / FRAMES_PER_SECOND
+        segments, _, advance = split_window(
+            result.tokens,
+            tokenizer.timestamp_begin,
+            chunk.seek,
+            offset,
+            size / FRAMES_PER_SECOND,
+            size,
+            time_precision,
+            input_stride,
+        )
+        chunk.seek += advance if advance > 0 else size
+        if options.word_timestamps:
+            add_word_timestamps(
+                segments,
+                model.model,
+                tokenizer,
+                sot_sequence,
+                row_features,
+                size,
+                offset,
+                chunk.last_speech,
+                options.prepend_punctuations,
+                options.append_punctuations,
+                decoding.language,
+            )
+            chunk.last_speech = max(
+                [chunk.last_speech] + [w.end for s in segments for w in s.words]
+            )
+            if options.split_on_pauses is not None:
+                segments = [
+                    piece
+                    for segment in segments
+                    for piece in split_at_pauses(segment, options.split_on_pauses, tokenizer.eot)
+                ]
+        chunk.found.extend((segment, result) for segment in segments)
