@@ -209,6 +209,8 @@ def test_int8_compute_type_quantises_linear_layers(tiny_checkpoint):
     logits, reference = _first_logits(model), _first_logits(float_model)
     assert not torch.equal(logits, reference)  # really quantised
     assert torch.corrcoef(torch.stack([logits, reference]))[0, 1] > 0.99
+    assert model.model.decoder.output is not None  # the vocabulary projection too
+    assert float_model.model.decoder.output is None
 
 
 def _openai_pt() -> Path | None:

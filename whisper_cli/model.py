@@ -238,6 +238,8 @@ class TextDecoder(nn.Module):
             ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)
         )
         self.ln = LayerNorm(n_state)
+        # the vocabulary projection, when it is not the token embedding itself (int8 mode)
+        self.output: nn.Module | None = None
 
     def new_cache(self, audio_features: Tensor, batch: int) -> KVCache:
         """A cache for `batch` token rows reading `audio_features` (B_audio, S, C)."""
@@ -265,6 +267,8 @@ class TextDecoder(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Hidden states (..., C) → logits over the vocabulary (..., n_vocab), in float32."""
+        if self.output is not None:
+            return self.output(hidden).float()
         return skinny_matmul(hidden, self.token_embedding.weight.to(hidden.dtype)).float()
 
 

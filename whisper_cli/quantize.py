@@ -14,16 +14,16 @@ from torch import Tensor, nn
 
 
 class Int8Linear(nn.Module):
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, weight: Tensor, bias: Tensor | None = None):
         super().__init__()
-        weight = linear.weight.detach().float()
+        weight = weight.detach().float()
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         scale = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
         zero = torch.zeros(self.out_features, dtype=torch.long)
         with warnings.catch_warnings():  # quantised tensors are announced as deprecated
             warnings.simplefilter("ignore", UserWarning)
             quantised = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
-        bias = None if linear.bias is None else linear.bias.detach().float()
+        bias = None if bias is None else bias.detach().float()
         self._packed = torch.ops.quantized.linear_prepack(quantised, bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -38,7 +38,7 @@ def quantize_linear_layers(module: nn.Module) -> nn.Module:
     """Replace every `nn.Linear` inside `module` by an `Int8Linear`, in place."""
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, Int8Linear(child.weight, child.bias))
         else:
             quantize_linear_layers(child)
     return module
