@@ -130,7 +130,10 @@ def _decode_round(
         pad_or_trim(mel.window(c.seek, n), N_FRAMES) for c, n in zip(chunks, sizes, strict=True)
     ]
     with torch.inference_mode():  # (batch, n_mels, 3000) → (batch, 1500, C)
-        features = model.model.encoder(torch.stack(windows).to(model.device, model.model.dtype))
+        mels = torch.stack(windows).to(model.device, model.model.dtype)
+        # on a CPU, one window at a time: as fast, without a batch of attention matrices
+        step = 1 if model.device.type == "cpu" else len(mels)
+        features = torch.cat([model.model.encoder(m) for m in mels.split(step)])
     first_attempt = at_temperature(decoding, options.temperatures[0])
     results = DecodingTask(model.model, tokenizer, first_attempt).run(features)
     for row, (chunk, size, result) in enumerate(zip(chunks, sizes, results, strict=True)):
