@@ -8,6 +8,9 @@ language detection, no prompt. To transcribe a long recording, it is cut into pi
 voice activity detector off, fixed windows cut at the quietest 100 ms near their end), and each
 piece becomes one segment with its start and end time, so every writer works unchanged.
 
+The whole recording is decoded into memory first (4 bytes a sample: 230 MB an hour), since
+the pieces are only known once the detector has heard all of it. `--batch-size` does not apply.
+
 The architectures are in `s2t_model` and `s2t2_model`; generation in `seq2seq`.
 """
 
