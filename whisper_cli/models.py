@@ -335,7 +335,11 @@ def assign_checked(
     model: torch.nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtype, source: Path
 ) -> None:
     """Copy `state` into `model` (built on the meta device), insisting that keys and shapes
-    match exactly; floating-point tensors are converted to `dtype`."""
+    match exactly; floating-point tensors are converted to `dtype`.
+
+    `state` is emptied as it is converted, so that a float16 checkpoint computed in float32
+    never holds both copies of every weight at once.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -355,9 +359,11 @@ def assign_checked(
                 f"{source}: tensor {key} has shape {tuple(tensor.shape)}, "
                 f"the configuration implies {tuple(expected[key].shape)}"
             )
-    model.load_state_dict(
-        {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, assign=True
-    )
+    converted = {}
+    for key in list(state):
+        tensor = state.pop(key)
+        converted[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    model.load_state_dict(converted, assign=True)
 
 
 def _alignment_heads(folder: Path) -> list[tuple[int, int]] | None:
@@ -408,8 +414,7 @@ def _build(dims: ModelDimensions, state: dict[str, torch.Tensor], dtype, device,
 
     with torch.device("meta"):
         model = Whisper(dims)
-    # the output projection is the token embedding, transposed in use
-    state = {k: v for k, v in state.items() if k != "proj_out.weight"}
+    state.pop("proj_out.weight", None)  # the output projection is the token embedding
     assign_checked(model, state, dtype, source)
     return model.to(device).eval().requires_grad_(False)
 
