@@ -120,14 +120,15 @@ class ApplyTimestampRules(LogitFilter):
             newest = torch.where(is_timestamp, sampled, begin - 1).amax(dim=1)  # (B,)
             lowest_allowed = torch.where(last & ~penultimate, newest, newest + 1)
             lowest_allowed = torch.where(is_timestamp.any(dim=1), lowest_allowed, begin)
-            vocab = torch.arange(logits.shape[1], device=logits.device)
-            too_early = (vocab >= begin) & (vocab < lowest_allowed[:, None])  # (B, n_vocab)
-            logits.masked_fill_(too_early, -torch.inf)
+            timestamps = torch.arange(begin, logits.shape[1], device=logits.device)
+            too_early = timestamps < lowest_allowed[:, None]  # (B, n_timestamps)
+            logits[:, begin:].masked_fill_(too_early, -torch.inf)
 
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        timestamp_logprob = logprobs[:, begin:].logsumexp(dim=-1)
-        max_text_logprob = logprobs[:, :begin].amax(dim=-1)
-        logits[timestamp_logprob > max_text_logprob, :begin] = -torch.inf
+        # timestamps together beat the best text token: log-probabilities compared without
+        # the softmax's normaliser, which both sides share
+        timestamp_score = logits[:, begin:].float().logsumexp(dim=-1)
+        max_text_score = logits[:, :begin].float().amax(dim=-1)
+        logits[timestamp_score > max_text_score, :begin] = -torch.inf
 
 
 # ---------------------------------------------------------------------------------------------

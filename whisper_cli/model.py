@@ -112,10 +112,13 @@ class KVCache:
 
     def reorder(self, source: Tensor) -> None:
         """Keep, for each row of the batch, the cache of row `source[row]` (beam search).
-        Only the filled positions move."""
+        Only the filled positions of the rows that change move (beams often keep theirs)."""
+        rows = (source != torch.arange(len(source), device=source.device)).nonzero()[:, 0]
+        if len(rows) == 0:
+            return
         filled = slice(0, self.length)
-        self.key[:, :, filled] = self.key[:, source, filled]
-        self.value[:, :, filled] = self.value[:, source, filled]
+        self.key[:, rows, filled] = self.key[:, source[rows], filled]
+        self.value[:, rows, filled] = self.value[:, source[rows], filled]
 
 
 class MultiHeadAttention(nn.Module):
