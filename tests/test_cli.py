@@ -319,6 +319,18 @@ def test_transcribe_writes_every_format(tmp_path, tiny_checkpoint):
     assert (out / "talk.tsv").read_text(encoding="utf-8").startswith("start\tend\ttext\n")
 
 
+def test_batch_size_reaches_the_transcriber(tmp_path, tiny_checkpoint):
+    audio = tone(tmp_path / "talk.wav", seconds=1.5)
+    result = invoke(
+        "transcribe", *fast(tiny_checkpoint), audio, "--batch-size", "2", "-o", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "talk.json").read_text(encoding="utf-8"))["segments"] == []
+    clash = invoke("transcribe", "--batch-size", "2", "--clip-timestamps", "0,1", audio)
+    assert clash.exit_code == 2
+    assert "--batch-size" in clash.stderr
+
+
 def test_stdout_is_byte_identical_to_the_file(tmp_path, tiny_checkpoint):
     audio = tone(tmp_path / "talk.wav")
     assert invoke("transcribe", *fast(tiny_checkpoint), audio, "-o", tmp_path).exit_code == 0

@@ -127,6 +127,12 @@ def verify_decoding(options: DecodingOptions) -> None:
         raise OptionsError("length_penalty must be between 0 and 1")
 
 
+def clips_requested(options: TranscribeOptions) -> bool:
+    """Whether clip_timestamps asks for less than the whole recording ("0", the command
+    line's default, is the whole of it)."""
+    return options.clip_timestamps not in ((), (0.0,))
+
+
 def verify(options: TranscribeOptions) -> None:
     """Reject contradictory transcription options with a plain message."""
     # beam_size (at temperature 0) and best_of (above it) are used in turn by the fallback
@@ -147,7 +153,7 @@ def verify(options: TranscribeOptions) -> None:
         raise OptionsError("language_detection_windows must be at least 1")
     if options.batch_size < 1:
         raise OptionsError("batch_size must be at least 1")
-    if options.batch_size > 1 and options.clip_timestamps:
+    if options.batch_size > 1 and clips_requested(options):
         raise OptionsError(
             "clip_timestamps and batch_size > 1 do not combine: batches are VAD chunks"
         )

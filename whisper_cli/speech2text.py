@@ -27,7 +27,7 @@ import torch
 
 from whisper_cli.constants import SAMPLE_RATE
 from whisper_cli.errors import ModelError, OptionsError
-from whisper_cli.options import TranscribeOptions, verify
+from whisper_cli.options import TranscribeOptions, clips_requested, verify
 from whisper_cli.results import Segment, Transcript
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class Speech2TextModel:
         unsupported = [
             (options.word_timestamps, "word timestamps"),
             (options.initial_prompt is not None, "an initial prompt"),
-            (options.clip_timestamps not in ((), (0.0,)), "clip timestamps"),
+            (clips_requested(options), "clip timestamps"),
             (options.decoding.prompt is not None or options.decoding.prefix is not None, "prompts"),
         ]
         for asked, what in unsupported:
