@@ -63,6 +63,7 @@ HUB_FILES = (
     "model-*.safetensors",
     "pytorch_model.bin",  # Speech2Text checkpoints; fetched only when there is no safetensors
     "vocab.json",  # Speech2Text vocabularies
+    "tokenizer_config.json",  # how Speech2Text pieces join into text (case, clean-up)
 )
 
 # for a `.pt` without a tokenizer.json beside it: the repo whose vocabulary it shares
