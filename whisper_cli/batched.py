@@ -38,6 +38,7 @@ from whisper_cli.transcribe import (
     initial_prompt_tokens,
     is_silent,
     judge,
+    shown_text,
     split_window,
     to_segment,
 )
@@ -101,8 +102,8 @@ def batched_segments(
         while next_chunk in done:  # chunks finish out of order; segments leave in order
             chunk = done.pop(next_chunk)
             for pending, result in chunk.found:
-                text = tokenizer.decode([t for t in pending.tokens if t < tokenizer.eot])
-                if pending.start == pending.end or not text.strip():
+                text = shown_text(pending, tokenizer)
+                if text is None:
                     continue
                 yield to_segment(pending, next_id, text, result, duration, options.word_timestamps)
                 next_id += 1

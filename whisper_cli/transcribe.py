@@ -49,7 +49,7 @@ from whisper_cli.timing import (
     is_anomaly,
     split_at_pauses,
 )
-from whisper_cli.tokenizer import language_code
+from whisper_cli.tokenizer import Tokenizer, language_code
 from whisper_cli.vad import SpeechDetector
 
 if TYPE_CHECKING:
@@ -411,10 +411,9 @@ def _seek_loop(
                 for piece in split_at_pauses(segment, options.split_on_pauses, tokenizer.eot)
             ]
         for pending in segments:
-            text_tokens = [t for t in pending.tokens if t < tokenizer.eot]
-            text = tokenizer.decode(text_tokens)
-            if pending.start == pending.end or not text.strip():
-                continue  # an instant or blank segment: nothing to show
+            text = shown_text(pending, tokenizer)
+            if text is None:
+                continue
             state.all_tokens.extend(pending.tokens)
             yield to_segment(
                 pending, state.next_id, text, result, content_duration, options.word_timestamps
@@ -430,6 +429,14 @@ def is_silent(result: DecodingResult, options: TranscribeOptions) -> bool:
     if options.no_speech_threshold is None or result.no_speech_prob <= options.no_speech_threshold:
         return False
     return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
+
+
+def shown_text(pending: PendingSegment, tokenizer: Tokenizer) -> str | None:
+    """A segment's text, or None for an instant or blank segment: nothing to show."""
+    text = tokenizer.decode([t for t in pending.tokens if t < tokenizer.eot])
+    if pending.start == pending.end or not text.strip():
+        return None
+    return text
 
 
 def to_segment(
