@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from whisper_cli.errors import ModelError
 from whisper_cli.model import Conv1d, LayerNorm, Linear
+from whisper_cli.s2t_model import Attention
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 NORM_EPS = 1e-5  # the conv layers' and the decoder's layer norms: fixed, not configurable
@@ -278,34 +279,6 @@ class GroupNorm(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
-class Attention(nn.Module):
-    """Multi-head attention with biased projections, as both halves of the model have it."""
-
-    def __init__(self, n_state: int, n_head: int):
-        super().__init__()
-        self.n_head = n_head
-        self.q_proj = Linear(n_state, n_state)
-        self.k_proj = Linear(n_state, n_state)
-        self.v_proj = Linear(n_state, n_state)
-        self.out_proj = Linear(n_state, n_state)
-
-    def _heads(self, x: Tensor) -> Tensor:
-        b, t, c = x.shape
-        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # (B, H, T, D)
-
-    def attend(self, x: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Queries from x (B, T, C) over projected keys and values (B, S, C) → (B, T, C).
-        `mask` (T, S) is True where a query may look."""
-        q = self._heads(self.q_proj(x))
-        out = F.scaled_dot_product_attention(q, self._heads(key), self._heads(value), mask)
-        b, h, t, d = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Full self-attention over x: (B, T, C)."""
-        return self.attend(x, self.k_proj(x), self.v_proj(x))
-
-
 class FeatureConv(nn.Module):
     """One layer of the convolutional feature encoder: conv, optional norm, activation."""
 
@@ -367,12 +340,15 @@ class EncoderLayer(nn.Module):
         self.feed_forward = FeedForward(n_state, config.intermediate_size, config.hidden_act)
         self.final_layer_norm = LayerNorm(n_state, eps=eps)
 
+    def _self_attention(self, x: Tensor) -> Tensor:
+        return self.attention(x, *self.attention.keys_values(x))
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, S, C) → (B, S, C)."""
         if self.pre_norm:
-            x = x + self.attention(self.layer_norm(x))
+            x = x + self._self_attention(self.layer_norm(x))
             return x + self.feed_forward(self.final_layer_norm(x))
-        x = self.layer_norm(x + self.attention(x))
+        x = self.layer_norm(x + self._self_attention(x))
         return self.final_layer_norm(x + self.feed_forward(x))
 
 
@@ -447,8 +423,11 @@ class DecoderLayer(nn.Module):
         if n_new > 1:  # new token i sees the cached tokens and the new ones up to i
             mask = torch.ones(n_new, n_all, dtype=torch.bool, device=x.device)
             mask = mask.tril(n_all - n_new)
-        x = self.self_attn_layer_norm(x + self.self_attn.attend(x, key, value, mask))
-        x = self.encoder_attn_layer_norm(x + self.encoder_attn.attend(x, *cross))
+        self_attn, encoder_attn = self.self_attn, self.encoder_attn
+        heads = self_attn.split_heads  # the cache keeps (B, T, C); attention wants (B, H, T, D)
+        x = self.self_attn_layer_norm(x + self_attn(x, heads(key), heads(value), mask))
+        cross_key, cross_value = (encoder_attn.split_heads(t) for t in cross)
+        x = self.encoder_attn_layer_norm(x + encoder_attn(x, cross_key, cross_value))
         x = self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x))))
         return x, (key, value, *cross)
 

@@ -189,8 +189,9 @@ def sinusoids(positions: Tensor, channels: int) -> Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head attention; keys and values are projected separately so a decoder can cache
-    them, already split into heads."""
+    """Multi-head attention with biased projections (transformers' names), shared by both
+    Speech2Text families; keys and values are projected separately so a decoder can cache
+    them, here already split into heads."""
 
     def __init__(self, d_model: int, n_head: int):
         super().__init__()
@@ -200,18 +201,18 @@ class Attention(nn.Module):
         self.v_proj = Linear(d_model, d_model)
         self.out_proj = Linear(d_model, d_model)
 
-    def _heads(self, x: Tensor) -> Tensor:
+    def split_heads(self, x: Tensor) -> Tensor:
         b, t, c = x.shape
         return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # (B, H, T, D)
 
     def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, T, C) → keys and values (B, H, T, D)."""
-        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
         """Queries from x (B, T, C) attend to key/value (B, H, S, D); `mask` (T, S) is True
         where attention is allowed. → (B, T, C)"""
-        q = self._heads(self.q_proj(x))
+        q = self.split_heads(self.q_proj(x))
         out = F.scaled_dot_product_attention(q, key, value, attn_mask=mask)  # (B, H, T, D)
         b, h, t, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
