@@ -54,7 +54,10 @@ def skinny_matmul(x: Tensor, weight: Tensor) -> Tensor:
     rows = x.reshape(-1, x.shape[-1])
     if x.device.type != "cpu" or rows.shape[0] > SKINNY_ROWS:
         return x @ weight.T
-    return (weight @ rows.T).T.reshape(*x.shape[:-1], weight.shape[0])
+    # rows must be contiguous, so that rows.T reaches BLAS as a transposed operand: a
+    # (in, rows) matrix laid out column by column (what the transposed output of a previous
+    # skinny product is) takes a 3x slower kernel
+    return (weight @ rows.contiguous().T).T.reshape(*x.shape[:-1], weight.shape[0])
 
 
 class Linear(nn.Linear):
@@ -86,28 +89,32 @@ class KVCache:
     """Keys and values of every decoder layer for one batch of token sequences.
 
     Self-attention keys/values are written into buffers allocated once for the whole text
-    context, so each decoding step appends in place instead of concatenating. Cross-attention
-    keys/values depend only on the audio and are computed once per window.
+    context, split into heads, so each decoding step appends in place and attends without
+    a copy. Cross-attention keys/values depend only on the audio and are computed once per
+    window.
     """
 
-    def __init__(self, n_layer: int, batch: int, n_ctx: int, n_state: int, like: Tensor):
-        shape = (n_layer, batch, n_ctx, n_state)
-        self.key = like.new_zeros(shape)  # (L, B, n_ctx, C)
+    def __init__(
+        self, n_layer: int, batch: int, n_ctx: int, n_state: int, n_head: int, like: Tensor
+    ):
+        shape = (n_layer, batch, n_head, n_ctx, n_state // n_head)
+        self.key = like.new_zeros(shape)  # (L, B, H, n_ctx, D)
         self.value = like.new_zeros(shape)
         self.length = 0  # tokens written so far
-        self.cross: list[tuple[Tensor, Tensor]] = []  # per layer: (B_audio, S, C) twice
+        # per layer: keys (B_audio, H, D, S), scaled by D ** -0.5, and values (B_audio, H, S, D)
+        self.cross: list[tuple[Tensor, Tensor]] = []
 
     def repeat_rows(self, group: int) -> None:
         """Give every row `group` copies of itself: the beams or samples of one audio, which
         start from the same prompt."""
         if group == 1:
             return
-        layers, batch, n_ctx, n_state = self.key.shape
         filled = slice(0, self.length)
         for name in ("key", "value"):
             old = getattr(self, name)
-            new = old.new_zeros(layers, batch * group, n_ctx, n_state)
-            new[:, :, filled] = old[:, :, filled].repeat_interleave(group, dim=1)
+            layers, batch, *rest = old.shape
+            new = old.new_zeros(layers, batch * group, *rest)
+            new[:, :, :, filled] = old[:, :, :, filled].repeat_interleave(group, dim=1)
             setattr(self, name, new)
 
     def reorder(self, source: Tensor) -> None:
@@ -117,8 +124,8 @@ class KVCache:
         if len(rows) == 0:
             return
         filled = slice(0, self.length)
-        self.key[:, rows, filled] = self.key[:, source[rows], filled]
-        self.value[:, rows, filled] = self.value[:, source[rows], filled]
+        self.key[:, rows, :, filled] = self.key[:, source[rows], :, filled]
+        self.value[:, rows, :, filled] = self.value[:, source[rows], :, filled]
 
 
 class MultiHeadAttention(nn.Module):
@@ -144,23 +151,41 @@ class MultiHeadAttention(nn.Module):
         return self.out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
 
     def cached_self_attention(self, x: Tensor, cache: KVCache, layer: int) -> Tensor:
-        """Causal self-attention of new tokens x: (B, T, C) after the cache's tokens."""
+        """Causal self-attention of new tokens x: (B, T, C) after the cache's tokens.
+
+        Written out rather than through `scaled_dot_product_attention`, whose CPU kernels copy
+        and scale the cached keys on every call: a decoding step has one query per row.
+        """
         start, end = cache.length, cache.length + x.shape[1]
-        cache.key[layer, :, start:end] = self.key(x)
-        cache.value[layer, :, start:end] = self.value(x)
-        q = self._heads(self.query(x))
-        k = self._heads(cache.key[layer, :, :end])  # (B, H, end, D)
-        v = self._heads(cache.value[layer, :, :end])
-        if x.shape[1] == 1:
-            mask = None  # one new token may see every cached one
-        else:  # token i of the new ones sees cached tokens and new tokens up to i
-            mask = torch.ones(x.shape[1], end, dtype=torch.bool, device=x.device).tril(start)
-        return self.out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+        cache.key[layer, :, :, start:end] = self._heads(self.key(x))
+        cache.value[layer, :, :, start:end] = self._heads(self.value(x))
+        q = self._heads(self.query(x))  # (B, H, T, D)
+        k = cache.key[layer, :, :, :end]  # (B, H, end, D)
+        v = cache.value[layer, :, :, :end]
+        qk = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, T, end)
+        if x.shape[1] > 1:  # token i of the new ones sees cached tokens and new tokens up to i
+            visible = torch.ones(x.shape[1], end, dtype=torch.bool, device=x.device).tril(start)
+            qk = qk.masked_fill(~visible, -torch.inf)
+        out = qk.float().softmax(dim=-1).to(q.dtype) @ v
+        return self.out(self._merge(out))
+
+    def cross_keys_values(self, audio_features: Tensor) -> tuple[Tensor, Tensor]:
+        """Audio features (B_audio, S, C) → the keys (B_audio, H, D, S), already scaled by
+        D ** -0.5 and laid out for `q @ k`, and the values (B_audio, H, S, D).
+
+        Done once per window, this spares every decoding step a pass over the keys: a
+        transposed, scaled copy of them is what attention would otherwise make each call.
+        """
+        key = self._heads(self.key(audio_features))
+        scale = key.shape[-1] ** -0.5  # 1/8 for Whisper's 64 channels per head: exact
+        return (key * scale).transpose(-1, -2).contiguous(), self._heads(
+            self.value(audio_features)
+        ).contiguous()
 
     def cross_attention(
         self, x: Tensor, key: Tensor, value: Tensor, scores: list[Tensor] | None = None
     ) -> Tensor:
-        """Attention of x: (B, T, C) to audio keys/values (B_audio, S, C), B = B_audio * group.
+        """Attention of x: (B, T, C) to `cross_keys_values` of the audio, B = B_audio * group.
 
         The rows of one audio (beams or sampled candidates) share its keys and values, so they
         are folded into the query length instead of copying the keys once per row. When
@@ -168,18 +193,16 @@ class MultiHeadAttention(nn.Module):
         """
         b, t, c = x.shape
         b_audio = key.shape[0]
-        q = self._heads(self.query(x).reshape(b_audio, (b // b_audio) * t, c))
-        k, v = self._heads(key), self._heads(value)
-        if scores is None:
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:
-            qk = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (B_audio, H, gT, S)
+        q = self._heads(self.query(x).reshape(b_audio, (b // b_audio) * t, c))  # (B_a, H, gT, D)
+        qk = q @ key  # (B_audio, H, gT, S)
+        if scores is not None:
             scores.append(
-                qk.reshape(b_audio, self.n_head, b // b_audio, t, -1)
+                qk.float()
+                .reshape(b_audio, self.n_head, b // b_audio, t, -1)
                 .transpose(1, 2)
                 .reshape(b, self.n_head, t, -1)
             )
-            out = qk.softmax(dim=-1).to(q.dtype) @ v
+        out = qk.float().softmax(dim=-1).to(q.dtype) @ value
         return self.out(self._merge(out).reshape(b, t, c))
 
 
@@ -247,11 +270,11 @@ class TextDecoder(nn.Module):
     def new_cache(self, audio_features: Tensor, batch: int) -> KVCache:
         """A cache for `batch` token rows reading `audio_features` (B_audio, S, C)."""
         n_state = self.positional_embedding.shape[1]
-        cache = KVCache(len(self.blocks), batch, self.n_ctx, n_state, like=audio_features)
+        n_head = self.blocks[0].attn.n_head
+        cache = KVCache(len(self.blocks), batch, self.n_ctx, n_state, n_head, audio_features)
         for block in self.blocks:
             assert block.cross_attn is not None
-            key = block.cross_attn.key(audio_features)
-            cache.cross.append((key, block.cross_attn.value(audio_features)))
+            cache.cross.append(block.cross_attn.cross_keys_values(audio_features))
         return cache
 
     def forward(self, tokens: Tensor, cache: KVCache, scores: list[Tensor] | None = None) -> Tensor:

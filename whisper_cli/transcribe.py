@@ -95,9 +95,27 @@ def _window_features(model: WhisperModel, mel: torch.Tensor) -> torch.Tensor:
         return model.model.encoder(mel[None])
 
 
+class _WindowEncoder:
+    """Encoder outputs of a recording's windows, the last one kept: language detection
+    encodes the first window, and the seek loop then starts from that very window."""
+
+    def __init__(self, model: WhisperModel, mel: LogMelFrames):
+        self.model = model
+        self.mel = mel
+        self._last: tuple[tuple[int, int], torch.Tensor] | None = None
+
+    def __call__(self, seek: int, n_frames: int) -> torch.Tensor:
+        """(1, S, C) for mel frames [seek, seek + n_frames), padded to 30 s."""
+        if self._last is None or self._last[0] != (seek, n_frames):
+            features = _window_features(self.model, self.mel.window(seek, n_frames))
+            self._last = (seek, n_frames), features
+        return self._last[1]
+
+
 def _choose_language(
     model: WhisperModel,
     mel: LogMelFrames,
+    encode: _WindowEncoder,
     options: TranscribeOptions,
     detector: SpeechDetector | None,
 ) -> tuple[str, float | None]:
@@ -119,7 +137,7 @@ def _choose_language(
         for seek in range(0, mel.content_frames, N_FRAMES):
             if detector is not None and not detector.has_speech(seek, N_FRAMES):
                 continue
-            features = _window_features(model, mel.window(seek, N_FRAMES))
+            features = encode(seek, N_FRAMES)
             threshold = options.no_speech_threshold or 1.0
             if detector is None and _no_speech_probability(model, features) > threshold:
                 continue
@@ -129,7 +147,7 @@ def _choose_language(
             if windows == options.language_detection_windows:
                 break
     if not totals:  # the reference's way: the first 30 s, whatever they hold
-        totals, windows = probabilities(_window_features(model, mel.window(0, N_FRAMES))), 1
+        totals, windows = probabilities(encode(0, N_FRAMES)), 1
     code = max(totals, key=totals.__getitem__)
     return code, totals[code] / windows
 
@@ -230,7 +248,8 @@ def transcribe_stream(
     content_frames = mel.content_frames
     duration = mel.n_samples / SAMPLE_RATE
 
-    language, probability = _choose_language(model, mel, options, detector)
+    encode = _WindowEncoder(model, mel)
+    language, probability = _choose_language(model, mel, encode, options, detector)
     task = options.decoding.task
     if task == "translate" and not model.tokenizer.multilingual:
         task = "transcribe"  # an English-only model can only transcribe
@@ -240,7 +259,7 @@ def transcribe_stream(
         from whisper_cli.batched import batched_segments
 
         return info, batched_segments(model, mel, decoding, options, detector, progress)
-    return info, _seek_loop(model, mel, content_frames, decoding, options, progress, detector)
+    return info, _seek_loop(encode, content_frames, decoding, options, progress, detector)
 
 
 def transcribe(
@@ -295,14 +314,14 @@ def _clips(options: TranscribeOptions, content_frames: int) -> list[tuple[int, i
 
 
 def _seek_loop(
-    model: WhisperModel,
-    mel: LogMelFrames,
+    encode: _WindowEncoder,
     content_frames: int,
     decoding: DecodingOptions,
     options: TranscribeOptions,
     progress: Progress | None,
     detector: SpeechDetector | None = None,
 ) -> Iterator[Segment]:
+    model = encode.model
     tokenizer = model.tokenizer
     dims = model.model.dims
     input_stride = exact_div(N_FRAMES, dims.n_audio_ctx)  # mel frames per audio token: 2
@@ -334,7 +353,7 @@ def _seek_loop(
             seek += segment_size  # no voice in the window: as silent as the model can tell
             _report(progress, seek, content_frames)
             continue
-        features = _window_features(model, mel.window(seek, segment_size))
+        features = encode(seek, segment_size)
 
         if options.carry_initial_prompt:
             since = max(len(initial_prompt), state.prompt_reset_since)
