@@ -70,6 +70,21 @@ def test_cache_reorder_follows_the_chosen_rows(tiny):
     torch.testing.assert_close(nxt[0, -1], expected[0, -1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("source", [[2, 0, 1], [1, 0, 0], [0, 2, 2]])
+def test_cache_reorder_with_rows_that_are_both_source_and_destination(tiny, source):
+    """A rotation or swap reads rows that are overwritten in the same reorder."""
+    features = _features(tiny)
+    prefixes = [[50258, 11, 12], [50258, 22, 23], [50258, 33, 34]]
+    cache = tiny.decoder.new_cache(features, 3)
+    tiny.decoder(torch.tensor(prefixes), cache)
+    cache.reorder(torch.tensor(source))
+    nxt = tiny.decoder(torch.tensor([[5], [5], [5]]), cache)
+    for row, src in enumerate(source):
+        fresh = tiny.decoder.new_cache(features, 1)
+        expected = tiny.decoder(torch.tensor([prefixes[src] + [5]]), fresh)
+        torch.testing.assert_close(nxt[row, -1], expected[0, -1], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.real_model
 def test_encoder_output_and_first_step_logits_match_the_reference(real_model, audio_dir):
     reference = load_reference("logits.npz")

@@ -111,10 +111,14 @@ class ApplyTimestampRules(LogitFilter):
                 penultimate = is_timestamp[:, -2]
             else:
                 penultimate = torch.ones_like(last)
-            # a pair just closed (or one opened the text): text must follow
-            logits[last & penultimate, begin:] = -torch.inf
-            # a segment's text just ended with a timestamp: another timestamp or the end
-            logits[last & ~penultimate, : self.eot] = -torch.inf
+            # Rows are masked one at a time: a boolean row mask over the whole vocabulary
+            # costs a pass over every row's logits, ruled or not.
+            pair_closed, text_ended = (last & penultimate).tolist(), (last & ~penultimate).tolist()
+            for row, (closed, ended) in enumerate(zip(pair_closed, text_ended, strict=True)):
+                if closed:  # a pair just closed (or one opened the text): text must follow
+                    logits[row, begin:] = -torch.inf
+                elif ended:  # a segment's text just ended with a timestamp: another, or the end
+                    logits[row, : self.eot] = -torch.inf
 
             # never earlier than the last timestamp; strictly later unless closing a pair
             newest = torch.where(is_timestamp, sampled, begin - 1).amax(dim=1)  # (B,)
@@ -128,7 +132,8 @@ class ApplyTimestampRules(LogitFilter):
         # the softmax's normaliser, which both sides share
         timestamp_score = logits[:, begin:].float().logsumexp(dim=-1)
         max_text_score = logits[:, :begin].float().amax(dim=-1)
-        logits[timestamp_score > max_text_score, :begin] = -torch.inf
+        for row in (timestamp_score > max_text_score).nonzero()[:, 0].tolist():
+            logits[row, :begin] = -torch.inf
 
 
 # ---------------------------------------------------------------------------------------------
