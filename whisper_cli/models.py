@@ -599,19 +599,11 @@ def load_model(
         if bad:
             raise ModelError(f"{checkpoint.path}: alignment head {bad[0]} is out of range")
         model.alignment_heads = tuple(heads)
-    if compute_type == "int8":
-        model = _quantize_int8(model, torch_device)
+    if torch_device.type == "cpu":
+        from whisper_cli.packing import prepare_for_cpu
+
+        prepare_for_cpu(model, compute_type)
+    elif compute_type == "int8":
+        raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
     tokenizer = _load_tokenizer(tokenizer_file, dims)
     return WhisperModel(model, tokenizer, checkpoint.name, compute_type)
-
-
-def _quantize_int8(model: Whisper, device: torch.device) -> Whisper:
-    if device.type != "cpu":
-        raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
-    from whisper_cli.quantize import Int8Linear, quantize_linear_layers
-
-    quantize_linear_layers(model)
-    # the vocabulary projection streams the whole embedding matrix every decoding step: in
-    # int8 a quarter of the memory traffic (1.1 against 6.8 ms a step for 5 beams with base)
-    model.decoder.output = Int8Linear(model.decoder.token_embedding.weight)
-    return model
