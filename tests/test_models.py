@@ -177,13 +177,17 @@ def test_a_model_missing_offline_says_what_and_how(tmp_path):
     assert "\n" not in message
 
 
-def _write_openai_pt(model, path: Path) -> None:
+def _write_openai_pt(model, path: Path, checkpoint: Path) -> None:
+    """The checkpoint's tensors under openai-whisper's names (a loaded model's own state is
+    laid out for the CPU: packed layers have no plain weights)."""
     dims = dataclasses.asdict(model.model.dims)
-    torch.save({"dims": dims, "model_state_dict": model.model.state_dict()}, path)
+    weights = load_file(checkpoint / "model.safetensors")
+    state = {hf_to_openai_key(k): v for k, v in weights.items()}
+    torch.save({"dims": dims, "model_state_dict": state}, path)
 
 
 def test_openai_pt_loads_with_the_tokenizer_beside_it(tiny_model, tiny_checkpoint, tmp_path):
-    _write_openai_pt(tiny_model, tmp_path / "tiny.pt")
+    _write_openai_pt(tiny_model, tmp_path / "tiny.pt", tiny_checkpoint)
     shutil.copy(tiny_checkpoint / "tokenizer.json", tmp_path / "tokenizer.json")
     from_pt = load_model(tmp_path / "tiny.pt", device="cpu", offline=True)
     torch.testing.assert_close(_first_logits(from_pt), _first_logits(tiny_model))

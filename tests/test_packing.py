@@ -1,8 +1,6 @@
 """Weights laid out for the CPU: the packed vocabulary projection computes what the plain
 product does, and float16 storage is used only where it is exact."""
 
-import copy
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -10,8 +8,8 @@ from safetensors.torch import load_file, save_file
 from tests.conftest import make_tiny_checkpoint
 from whisper_cli.constants import N_FRAMES
 from whisper_cli.decoding import decode
-from whisper_cli.model import Conv1d, Linear
-from whisper_cli.models import load_model
+from whisper_cli.model import Conv1d, Linear, Whisper
+from whisper_cli.models import hf_to_openai_key, load_model
 from whisper_cli.packing import PackedLinear, halve_if_exact, packing_works
 
 
@@ -50,17 +48,12 @@ def half_checkpoint(tmp_path_factory):
     return folder
 
 
-def _plain_float32(model):
-    """The same network with every weight in float32 and the projection the embedding."""
-    output, model.decoder.output = model.decoder.output, None  # packed weights do not copy
-    try:
-        plain = copy.deepcopy(model)
-    finally:
-        model.decoder.output = output
-    for module in plain.modules():
-        for name, parameter in list(module.named_parameters(recurse=False)):
-            setattr(module, name, torch.nn.Parameter(parameter.float(), requires_grad=False))
-    return plain
+def _plain_float32(folder, dims):
+    """The same network built straight from the checkpoint, every weight in float32."""
+    weights = load_file(folder / "model.safetensors")
+    model = Whisper(dims)
+    model.load_state_dict({hf_to_openai_key(k): v.float() for k, v in weights.items()})
+    return model.eval().requires_grad_(False)
 
 
 def test_float16_checkpoint_is_stored_at_half_where_read_rarely(half_checkpoint):
@@ -69,23 +62,29 @@ def test_float16_checkpoint_is_stored_at_half_where_read_rarely(half_checkpoint)
     assert model.decoder.token_embedding.weight.dtype == torch.float16
     encoder_weights = [m.weight for m in model.encoder.modules() if isinstance(m, (Linear, Conv1d))]
     assert encoder_weights and all(w.dtype == torch.float16 for w in encoder_weights)
-    # the decoder's layers run every step: converted once, at load
-    assert model.decoder.blocks[0].mlp[0].weight.dtype == torch.float32
+    # the decoder's layers run every step: converted once, at load, and packed
+    layer = model.decoder.blocks[0].mlp[0]
     if packing_works():
         assert isinstance(model.decoder.output, PackedLinear)
+        assert isinstance(layer, PackedLinear)
+    else:
+        assert layer.weight.dtype == torch.float32
 
 
 def test_half_storage_and_packing_compute_what_float32_does(half_checkpoint):
     loaded = load_model(half_checkpoint, device="cpu")
-    model, plain = loaded.model, _plain_float32(loaded.model)
+    model = loaded.model
+    plain = _plain_float32(half_checkpoint, model.dims)
     mel = torch.randn(1, model.dims.n_mels, N_FRAMES, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         features = model.encoder(mel)
         assert torch.equal(features, plain.encoder(mel))  # the very same float32 products
         tokens = torch.tensor([[50258, 50259, 50359, 50364, 400, 401]])
         hidden = model.decoder(tokens, model.decoder.new_cache(features, 1))
-        expected = plain.decoder.logits(hidden)
-        torch.testing.assert_close(model.decoder.logits(hidden), expected, atol=1e-4, rtol=1e-5)
+        expected = plain.decoder(tokens, plain.decoder.new_cache(features, 1))
+        torch.testing.assert_close(hidden, expected, atol=1e-4, rtol=1e-5)
+        logits = model.decoder.logits(hidden)
+        torch.testing.assert_close(logits, plain.decoder.logits(hidden), atol=1e-4, rtol=1e-5)
     ours = decode(model, loaded.tokenizer, features, language="en", beam_size=3)
     reference = decode(plain, loaded.tokenizer, features, language="en", beam_size=3)
     assert ours[0].tokens == reference[0].tokens

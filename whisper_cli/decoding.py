@@ -209,34 +209,40 @@ class BeamSearchDecoder(TokenDecoder):
         top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1, dim=-1)  # (B, beam + 1)
         candidate_scores = (sum_logprobs[:, None] + top_logprobs).tolist()
         top_tokens_list = top_tokens.tolist()
-        rows = tokens.tolist()
+        # Candidates are (prefix, token) pairs, prefixes numbered by their first row: rows with
+        # the same tokens so far give the same sequences, and the later row's score wins, as
+        # when whole sequences are the keys. Full sequences are built only for finished ones.
+        prefixes = [tuple(row) for row in tokens.tolist()]
+        first_row: dict[tuple[int, ...], int] = {}
+        prefix_ids = [first_row.setdefault(prefix, row) for row, prefix in enumerate(prefixes)]
 
-        next_rows, sources, newly_finished = [], [], []
+        sources, next_tokens, newly_finished = [], [], []
         for audio in range(n_audio):
-            scores: dict[tuple[int, ...], float] = {}
-            origin: dict[tuple[int, ...], int] = {}
+            scores: dict[tuple[int, int], float] = {}
+            origin: dict[tuple[int, int], int] = {}
             for row in range(audio * self.beam_size, (audio + 1) * self.beam_size):
-                prefix = tuple(rows[row])
                 for score, token in zip(candidate_scores[row], top_tokens_list[row], strict=True):
-                    sequence = (*prefix, token)
-                    scores[sequence] = score
-                    origin[sequence] = row
+                    scores[prefix_ids[row], token] = score
+                    origin[prefix_ids[row], token] = row
             finished: dict[tuple[int, ...], float] = {}
             kept = 0
-            for sequence in sorted(scores, key=scores.__getitem__, reverse=True):
-                if sequence[-1] == self.eot:
-                    finished[sequence] = scores[sequence]
+            for candidate in sorted(scores, key=scores.__getitem__, reverse=True):
+                prefix_id, token = candidate
+                if token == self.eot:
+                    finished[(*prefixes[prefix_id], token)] = scores[candidate]
                 else:
-                    sum_logprobs[len(next_rows)] = scores[sequence]
-                    next_rows.append(sequence)
-                    sources.append(origin[sequence])
+                    sum_logprobs[len(sources)] = scores[candidate]
+                    sources.append(origin[candidate])
+                    next_tokens.append(token)
                     kept += 1
                     if kept == self.beam_size:
                         break
             newly_finished.append(finished)
 
-        tokens = torch.tensor(next_rows, device=tokens.device)
-        cache.reorder(torch.tensor(sources, device=tokens.device))
+        source = torch.tensor(sources, device=tokens.device)
+        appended = torch.tensor(next_tokens, device=tokens.device)[:, None]
+        tokens = torch.cat([tokens[source], appended], dim=-1)
+        cache.reorder(source)
 
         for collected, new in zip(self.finished, newly_finished, strict=True):
             for sequence in sorted(new, key=new.__getitem__, reverse=True):

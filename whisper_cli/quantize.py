@@ -8,6 +8,7 @@ faster-whisper's CTranslate2 int8 also relies on for its speed.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -34,11 +35,18 @@ class Int8Linear(nn.Module):
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
 
-def quantize_linear_layers(module: nn.Module) -> nn.Module:
-    """Replace every `nn.Linear` inside `module` by an `Int8Linear`, in place."""
+def replace_linear_layers(
+    module: nn.Module, make: Callable[[Tensor, Tensor | None], nn.Module]
+) -> nn.Module:
+    """Replace every `nn.Linear` inside `module` by `make(weight, bias)`, in place."""
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child.weight, child.bias))
+            setattr(module, name, make(child.weight, child.bias))
         else:
-            quantize_linear_layers(child)
+            replace_linear_layers(child, make)
     return module
+
+
+def quantize_linear_layers(module: nn.Module) -> nn.Module:
+    """Replace every `nn.Linear` inside `module` by an `Int8Linear`, in place."""
+    return replace_linear_layers(module, Int8Linear)
