@@ -76,10 +76,12 @@ class SuppressBlank(LogitFilter):
 
 class SuppressTokens(LogitFilter):
     def __init__(self, suppress: Sequence[int]):
-        self.suppress = list(suppress)
+        self.suppress = torch.tensor(list(suppress), dtype=torch.long)
 
     def apply(self, logits: Tensor, tokens: Tensor) -> None:
-        logits[:, self.suppress] = -torch.inf
+        if self.suppress.device != logits.device:
+            self.suppress = self.suppress.to(logits.device)
+        logits.index_fill_(1, self.suppress, -torch.inf)
 
 
 class ApplyTimestampRules(LogitFilter):

@@ -99,7 +99,14 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
         decoder.output = Int8Linear(decoder.token_embedding.weight)
     elif model.dtype == torch.float32 and packing_works():
         decoder.output = PackedLinear(decoder.token_embedding.weight)
-        replace_linear_layers(decoder.blocks, PackedLinear)
+        for block in decoder.blocks:
+            replace_linear_layers(block.attn, PackedLinear)
+            replace_linear_layers(block.mlp, PackedLinear)
+            # not the cross-attention keys and values: they read the audio, 1500 rows, once
+            cross = block.cross_attn
+            assert cross is not None
+            cross.query = PackedLinear(cross.query.weight, cross.query.bias)
+            cross.out = PackedLinear(cross.out.weight, cross.out.bias)
     if model.dtype != torch.float32:
         return
     if decoder.output is not None:  # the embedding now only looks tokens up
