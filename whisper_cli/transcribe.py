@@ -113,8 +113,6 @@ class _WindowEncoder:
 
 
 def _choose_language(
-    model: WhisperModel,
-    mel: LogMelFrames,
     encode: _WindowEncoder,
     options: TranscribeOptions,
     detector: SpeechDetector | None,
@@ -122,6 +120,7 @@ def _choose_language(
     """The language given, or detected: from the first window as the reference does, or
     (`language_detection_windows` > 1) by summed probabilities over the first windows that
     hold speech, so that a recording opening with music or silence is not misjudged."""
+    model = encode.model
     requested = options.decoding.language
     if requested is not None:
         return language_code(requested), None
@@ -134,7 +133,7 @@ def _choose_language(
     totals: dict[str, float] = {}
     windows = 0
     if options.language_detection_windows > 1:
-        for seek in range(0, mel.content_frames, N_FRAMES):
+        for seek in range(0, encode.mel.content_frames, N_FRAMES):
             if detector is not None and not detector.has_speech(seek, N_FRAMES):
                 continue
             features = encode(seek, N_FRAMES)
@@ -249,7 +248,7 @@ def transcribe_stream(
     duration = mel.n_samples / SAMPLE_RATE
 
     encode = _WindowEncoder(model, mel)
-    language, probability = _choose_language(model, mel, encode, options, detector)
+    language, probability = _choose_language(encode, options, detector)
     task = options.decoding.task
     if task == "translate" and not model.tokenizer.multilingual:
         task = "transcribe"  # an English-only model can only transcribe
