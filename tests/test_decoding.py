@@ -125,7 +125,7 @@ def test_beam_search_keeps_the_best_unfinished_and_collects_finished():
     assert tokens[:, -1].tolist() == [4, 5]  # end of text went to the finished set
     assert len(set(cache.source)) == 1  # identical beams collapse into one origin
     assert list(decoder.finished[0]) == [(0, 1, 10)]
-    assert not done
+    assert done == [False]
 
 
 def test_invalid_options_are_refused(tiny_model):
@@ -228,3 +228,32 @@ def test_language_detection_matches_the_manifest_and_the_reference(real_model, a
         assert language == expected["manifest_language"], name
         for code, probability in expected["top5"]:
             assert probs[code] == pytest.approx(probability, abs=2e-3), (name, code)
+
+
+@pytest.mark.real_model
+def test_audios_leave_a_beam_batch_when_done_and_decode_as_alone(real_model, audio_dir):
+    names = _english_short_files()[:4]  # utterances of different lengths: they end apart
+    features = torch.cat([_window_features(real_model, audio_dir / name) for name in names])
+    options = DecodingOptions(language="en", beam_size=5)
+    rows_per_step = []
+    decoder = real_model.model.decoder
+    original = type(decoder).forward
+
+    def counting(self, tokens, cache, scores=None):
+        rows_per_step.append(tokens.shape[0])
+        return original(self, tokens, cache, scores)
+
+    type(decoder).forward = counting
+    try:
+        together = DecodingTask(real_model.model, real_model.tokenizer, options).run(features)
+    finally:
+        type(decoder).forward = original
+    alone = [
+        DecodingTask(real_model.model, real_model.tokenizer, options).run(features[i : i + 1])[0]
+        for i in range(len(names))
+    ]
+    assert [r.tokens for r in together] == [r.tokens for r in alone]
+    assert [r.avg_logprob for r in together] == pytest.approx([r.avg_logprob for r in alone])
+    # the batch shrinks one finished audio at a time: 5 beams each
+    assert rows_per_step[1] == 5 * len(names) and rows_per_step[-1] == 5
+    assert sorted(set(rows_per_step[1:]), reverse=True) == [20, 15, 10, 5]

@@ -148,24 +148,29 @@ class TokenDecoder:
 
     def update(
         self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor, cache: KVCache
-    ) -> tuple[Tensor, bool]:
-        """Append the next token to every row: (tokens (B, T + 1), whether all are done).
-        `sum_logprobs` (B,) is updated in place."""
+    ) -> tuple[Tensor, list[bool]]:
+        """Append the next token to every row: (tokens (B, T + 1), for each audio of the batch
+        whether it is done). `sum_logprobs` (B,) is updated in place."""
         raise NotImplementedError
+
+    def keep(self, audios: list[int]) -> None:
+        """Forget every audio of the batch but `audios` (positions): the others have left it."""
 
     def finalize(
         self, tokens: Tensor, sum_logprobs: Tensor
     ) -> tuple[list[list[list[int]]], list[list[float]]]:
-        """Candidates per audio: tokens (n_audio, n_group, T) → token lists, sum log-probs."""
+        """Candidates per audio: tokens (n_audio, n_group, T) → token lists, sum log-probs.
+        Leaves the decoder's state as it was, so decoding may go on for other audios."""
         raise NotImplementedError
 
 
 class GreedyDecoder(TokenDecoder):
     """The most likely token at temperature 0; a sample from the softened softmax above."""
 
-    def __init__(self, temperature: float, eot: int):
+    def __init__(self, temperature: float, eot: int, group: int = 1):
         self.temperature = temperature
         self.eot = eot
+        self.group = group  # rows per audio (best_of samples)
 
     def update(self, tokens, logits, sum_logprobs, cache):
         if self.temperature == 0:
@@ -178,7 +183,8 @@ class GreedyDecoder(TokenDecoder):
         sum_logprobs += current * ~finished  # only while the row is still running
         next_tokens[finished] = self.eot
         tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
-        return tokens, bool((tokens[:, -1] == self.eot).all())
+        ended = (tokens[:, -1] == self.eot).reshape(-1, self.group)  # (n_audio, group)
+        return tokens, ended.all(dim=1).tolist()
 
     def finalize(self, tokens, sum_logprobs):
         tokens = F.pad(tokens, (0, 1), value=self.eot)  # every row ends with end of text
@@ -251,22 +257,28 @@ class BeamSearchDecoder(TokenDecoder):
                 if len(collected) >= self.max_candidates:
                     break
                 collected[sequence] = new[sequence]
-        done = all(len(collected) >= self.max_candidates for collected in self.finished)
+        done = [len(collected) >= self.max_candidates for collected in self.finished]
         return tokens, done
+
+    def keep(self, audios):
+        assert self.finished is not None
+        self.finished = [self.finished[audio] for audio in audios]
 
     def finalize(self, tokens, sum_logprobs):
         assert self.finished is not None
         scores = sum_logprobs.tolist()
         rows = tokens.tolist()
-        for audio, collected in enumerate(self.finished):
+        candidates, logprobs = [], []
+        for audio, finished in enumerate(self.finished):
+            collected = dict(finished)
             if len(collected) < self.beam_size:  # too few ended: take the best unfinished ones
                 order = sorted(range(len(scores[audio])), key=scores[audio].__getitem__)
                 for beam in reversed(order):
                     collected[(*rows[audio][beam], self.eot)] = scores[audio][beam]
                     if len(collected) >= self.beam_size:
                         break
-        candidates = [[list(seq) for seq in collected] for collected in self.finished]
-        logprobs = [list(collected.values()) for collected in self.finished]
+            candidates.append([list(seq) for seq in collected])
+            logprobs.append(list(collected.values()))
         return candidates, logprobs
 
 
@@ -362,7 +374,7 @@ class DecodingTask:
         if options.beam_size is not None:
             self.decoder = BeamSearchDecoder(options.beam_size, tokenizer.eot, options.patience)
         else:
-            self.decoder = GreedyDecoder(options.temperature, tokenizer.eot)
+            self.decoder = GreedyDecoder(options.temperature, tokenizer.eot, self.n_group)
         # seam 3: which finished candidate wins
         self.ranker: SequenceRanker = MaximumLikelihoodRanker(options.length_penalty)
 
@@ -395,30 +407,61 @@ class DecodingTask:
         suppress.add(tk.no_speech)
         return sorted(suppress)
 
-    def _main_loop(self, audio_features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Sample until every row has ended: (tokens, sum log-probs, no-speech probabilities).
+    def _main_loop(
+        self, audio_features: Tensor, tokens: Tensor
+    ) -> tuple[list[list[list[int]]], list[list[float]], list[float]]:
+        """Sample until every audio has ended: the candidates of each audio (token lists), their
+        sum log-probabilities, and each audio's no-speech probability.
 
         tokens: (n_audio * n_group, T), the rows of a group identical; the prompt runs through
         the decoder once per audio, and its keys/values are then copied to the group's rows.
+        An audio leaves the batch once it is done (nothing can change its candidates then), so
+        the others go on without its rows: a batch decodes as each of its audios alone would.
         """
         n_rows, group = tokens.shape[0], self.n_group
+        n_audio = n_rows // group
         sum_logprobs = torch.zeros(n_rows, device=tokens.device)
-        cache = self.model.decoder.new_cache(audio_features, n_rows // group)
+        cache = self.model.decoder.new_cache(audio_features, n_audio)
         hidden = self.model.decoder(tokens[::group], cache)  # (n_audio, T, C)
         # the model's belief that the window holds no speech, at <|startoftranscript|>
         sot_logits = self.model.decoder.logits(hidden[:, self.sot_index])
-        no_speech_probs = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].cpu()
+        no_speech_probs = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].tolist()
         logits = self.model.decoder.logits(hidden[:, -1]).repeat_interleave(group, dim=0)
         cache.repeat_rows(group)
+
+        candidates: list[list[list[int]]] = [[] for _ in range(n_audio)]
+        logprobs: list[list[float]] = [[] for _ in range(n_audio)]
+        alive = list(range(n_audio))  # the audios in the batch, by their index in this call
+
+        def collect(leaving: list[int]) -> None:  # positions in the batch
+            found, scores = self.decoder.finalize(
+                tokens.reshape(len(alive), group, -1), sum_logprobs.reshape(len(alive), group)
+            )
+            for position in leaving:
+                candidates[alive[position]] = found[position]
+                logprobs[alive[position]] = scores[position]
+
         for _ in range(self.sample_len):
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens)
-            tokens, completed = self.decoder.update(tokens, logits, sum_logprobs, cache)
-            if completed or tokens.shape[-1] > self.n_ctx:
+            tokens, done = self.decoder.update(tokens, logits, sum_logprobs, cache)
+            if all(done) or tokens.shape[-1] > self.n_ctx:
                 break
+            if any(done):
+                collect([position for position, ended in enumerate(done) if ended])
+                staying = [position for position, ended in enumerate(done) if not ended]
+                rows = [
+                    position * group + member for position in staying for member in range(group)
+                ]
+                picked = torch.tensor(rows, device=tokens.device)
+                tokens, sum_logprobs = tokens[picked], sum_logprobs[picked]
+                cache.keep_audio(staying, group)
+                self.decoder.keep(staying)
+                alive = [alive[position] for position in staying]
             hidden = self.model.decoder(tokens[:, -1:], cache)  # (n_rows, 1, C)
             logits = self.model.decoder.logits(hidden[:, -1])  # (n_rows, n_vocab), float32
-        return tokens, sum_logprobs, no_speech_probs
+        collect(list(range(len(alive))))
+        return candidates, logprobs, no_speech_probs
 
     @torch.inference_mode()
     def run(self, audio_features: Tensor) -> list[DecodingResult]:
@@ -436,12 +479,7 @@ class DecodingTask:
             tokens[:, self.sot_index + 1] = column.to(tokens.device)
 
         tokens = tokens.repeat_interleave(self.n_group, dim=0)  # (n_audio * n_group, T)
-        tokens, sum_logprobs, no_speech_probs = self._main_loop(audio_features, tokens)
-        no_speech_probs = no_speech_probs.tolist()
-
-        tokens = tokens.reshape(n_audio, self.n_group, -1)
-        sum_logprobs = sum_logprobs.reshape(n_audio, self.n_group)
-        candidates, candidate_logprobs = self.decoder.finalize(tokens, sum_logprobs)
+        candidates, candidate_logprobs, no_speech_probs = self._main_loop(audio_features, tokens)
         eot = self.tokenizer.eot
         candidates = [
             [seq[self.sample_begin : seq.index(eot, self.sample_begin)] for seq in group]

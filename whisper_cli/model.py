@@ -118,6 +118,22 @@ class KVCache:
             new[:, :, :, filled] = old[:, :, :, filled].repeat_interleave(group, dim=1)
             setattr(self, name, new)
 
+    def keep_audio(self, audios: list[int], group: int) -> None:
+        """Keep only the rows of `audios` (positions in the batch, each `group` rows) and their
+        cross-attention keys/values: the audios still decoding, once others have ended."""
+        rows = torch.tensor(
+            [audio * group + member for audio in audios for member in range(group)],
+            device=self.key.device,
+        )
+        filled = slice(0, self.length)
+        for name in ("key", "value"):
+            old = getattr(self, name)
+            new = old.new_empty(old.shape[0], len(rows), *old.shape[2:])
+            new[:, :, :, filled] = old[:, :, :, filled].index_select(1, rows)
+            setattr(self, name, new)
+        picked = torch.tensor(audios, device=self.key.device)
+        self.cross = [(k.index_select(0, picked), v.index_select(0, picked)) for k, v in self.cross]
+
     def reorder(self, source: Tensor) -> None:
         """Keep, for each row of the batch, the cache of row `source[row]` (beam search).
         Only the filled positions of the rows that change move (beams often keep theirs)."""
