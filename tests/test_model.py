@@ -85,6 +85,31 @@ def test_cache_reorder_with_rows_that_are_both_source_and_destination(tiny, sour
         torch.testing.assert_close(nxt[row, -1], expected[0, -1], atol=1e-5, rtol=1e-5)
 
 
+def test_shared_prompt_reorder_and_leaving_audios_keep_every_row_exact(tiny):
+    """Two audios' prompts, shared by 3 rows each; rows then go their own way, are reordered
+    within their audio, and the first audio leaves: each row must still compute what a
+    fresh cache fed its whole sequence computes."""
+    features = torch.cat([_features(tiny), _features(tiny) * -1])  # two different audios
+    prompts = [[50258, 11, 12], [50258, 22, 23]]
+    cache = tiny.decoder.new_cache(features, 2)
+    tiny.decoder(torch.tensor(prompts), cache)
+    cache.share_prompt(3)
+    rows = [prompts[0]] * 3 + [prompts[1]] * 3
+    steps = [[5, 6, 7, 8, 9, 10], [40, 41, 42, 43, 44, 45]]
+    for step, source in zip(steps, ([0, 1, 2, 3, 4, 5], [2, 2, 0, 5, 3, 3]), strict=True):
+        cache.reorder(torch.tensor(source))
+        rows = [rows[s] for s in source]
+        tiny.decoder(torch.tensor(step)[:, None], cache)
+        rows = [row + [token] for row, token in zip(rows, step, strict=True)]
+    cache.keep_audio([1], group=3)
+    rows = rows[3:]
+    out = tiny.decoder(torch.tensor([[50], [51], [52]]), cache)
+    for row, (sequence, token) in enumerate(zip(rows, [50, 51, 52], strict=True)):
+        fresh = tiny.decoder.new_cache(features[1:], 1)
+        expected = tiny.decoder(torch.tensor([sequence + [token]]), fresh)
+        torch.testing.assert_close(out[row, -1], expected[0, -1], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.real_model
 def test_encoder_output_and_first_step_logits_match_the_reference(real_model, audio_dir):
     reference = load_reference("logits.npz")

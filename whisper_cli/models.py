@@ -599,6 +599,7 @@ def load_model(
         if bad:
             raise ModelError(f"{checkpoint.path}: alignment head {bad[0]} is out of range")
         model.alignment_heads = tuple(heads)
+    model.decoder.fuse_self_attention()
     if torch_device.type == "cpu":
         from whisper_cli.packing import prepare_for_cpu
 
