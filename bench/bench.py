@@ -302,19 +302,30 @@ def measure(python: Path, engine: Engine, audio: Path, args: argparse.Namespace)
     return json.loads(lines[-1])
 
 
-def run_engine(python: Path, engine: Engine, audio: Path, args: argparse.Namespace) -> Result:
-    result = Result(engine)
+def run_engines(
+    engines: list[Engine], peers: Path | None, audio: Path, args: argparse.Namespace
+) -> list[Result]:
+    """Every engine `args.repeats` times, in rounds (each engine once per round), so that a
+    machine that slows down or speeds up during the run weighs on every engine alike."""
+    results = [Result(engine) for engine in engines]
     for repeat in range(1, args.repeats + 1):
-        log(f"{engine.name}: run {repeat} of {args.repeats}")
-        try:
-            run = measure(python, engine, audio, args)
-        except RuntimeError as error:
-            log(f"{engine.name} failed: {error}")
-            result.error = str(error)
-            return result
-        log(f"  {run['wall_s']:.2f} s, load {run['load_s']:.2f} s, {run['peak_rss_mb']:.0f} MiB")
-        result.runs.append(run)
-    return result
+        for result in results:
+            if result.error is not None:
+                continue
+            engine = result.engine
+            python = peers if engine.peer else Path(sys.executable)
+            assert python is not None  # set whenever a peer engine is asked for
+            log(f"{engine.name}: run {repeat} of {args.repeats}")
+            try:
+                run = measure(python, engine, audio, args)
+            except RuntimeError as error:
+                log(f"{engine.name} failed: {error}")
+                result.error = str(error)
+                continue
+            wall, load, rss = run["wall_s"], run["load_s"], run["peak_rss_mb"]
+            log(f"  {wall:.2f} s, load {load:.2f} s, {rss:.0f} MiB")
+            result.runs.append(run)
+    return results
 
 
 def score(results: list[Result], reference: str, language: str | None, scorer: Path) -> None:
@@ -414,15 +425,11 @@ def main(argv: list[str] | None = None) -> None:
     duration = len(samples) / SAMPLE_RATE
     info = machine()
     help_s = help_times(args.threads)
-    results = []
     with tempfile.TemporaryDirectory(prefix="whisper-cli-bench-") as scratch:
         audio = Path(scratch) / "audio.npy"
         np.save(audio, samples)
         del samples
-        for engine in engines:
-            python = peers if engine.peer else Path(sys.executable)
-            assert python is not None  # set above whenever a peer engine is asked for
-            results.append(run_engine(python, engine, audio, args))
+        results = run_engines(engines, peers, audio, args)
     if reference is not None:
         scorer = Path(sys.executable) if can_score(Path(sys.executable)) else peers
         if scorer is not None:
