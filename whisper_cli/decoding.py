@@ -414,7 +414,7 @@ class DecodingTask:
         sum log-probabilities, and each audio's no-speech probability.
 
         tokens: (n_audio * n_group, T), the rows of a group identical; the prompt runs through
-        the decoder once per audio, and its keys/values are then copied to the group's rows.
+        the decoder once per audio, and the group's rows then share its keys/values.
         An audio leaves the batch once it is done (nothing can change its candidates then), so
         the others go on without its rows: a batch decodes as each of its audios alone would.
         """
