@@ -275,3 +275,20 @@ def test_pytorch_model_bin_is_downloaded_only_without_safetensors(monkeypatch, f
     patterns = _download_patterns("facebook/s2t-small-librispeech-asr", None)
     assert ("pytorch_model.bin" in patterns) == wants_bin
     assert {"config.json", "vocab.json", "tokenizer_config.json"} <= set(patterns) <= set(HUB_FILES)
+
+
+def test_loading_does_not_import_torch_dynamo(tiny_checkpoint):
+    """Built on the meta device, layers skip random initialisation: filling meta tensors goes
+    through PyTorch's Python decompositions, whose first use imports torch._dynamo (a second
+    or more of every start-up)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from whisper_cli.models import load_model; "
+        f"load_model({str(tiny_checkpoint)!r}, device='cpu'); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -29,6 +29,18 @@ class ModelDimensions:
     n_text_layer: int
 
 
+class SkipInitOnMeta(nn.Module):
+    """A layer built on the meta device (as loading does) skips its random initialisation:
+    the checkpoint replaces it, and random fills of meta tensors run through PyTorch's Python
+    decompositions, whose first use imports torch._dynamo (a second or more of start-up)."""
+
+    weight: Tensor
+
+    def reset_parameters(self) -> None:
+        if self.weight.device.type != "meta":
+            super().reset_parameters()  # type: ignore[misc]
+
+
 class LayerNorm(nn.LayerNorm):
     """Normalises in float32 whatever the compute type (half-precision statistics drift);
     the parameters are cast too, as CPU kernels require of a float32 input."""
@@ -65,25 +77,34 @@ def skinny_matmul(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     return out.T.contiguous().reshape(*x.shape[:-1], weight.shape[0])
 
 
-class Linear(nn.Linear):
+class Linear(SkipInitOnMeta, nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return skinny_matmul(x, self.weight.to(x.dtype), bias)
 
 
-class Conv1d(nn.Conv1d):
+class Conv1d(SkipInitOnMeta, nn.Conv1d):
     def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         bias = None if bias is None else bias.to(x.dtype)
         return super()._conv_forward(x, weight.to(x.dtype), bias)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10_000) -> Tensor:
-    """The encoder's fixed positional embedding: shape = (length, channels)."""
+    """The encoder's fixed positional embedding: shape = (length, channels).
+
+    Computed on the CPU even while a model is built on the meta device (checkpoints carry
+    the table, which replaces it): arithmetic on meta tensors runs through PyTorch's Python
+    decompositions, whose first use imports torch._dynamo, a second or more of start-up.
+    """
     assert channels % 2 == 0
     log_increment = np.log(max_timescale) / (channels // 2 - 1)
-    inv_timescales = torch.exp(-log_increment * torch.arange(channels // 2))
-    scaled_time = torch.arange(length)[:, None] * inv_timescales[None, :]
+    inv_timescales = torch.exp(-log_increment * torch.arange(channels // 2, device="cpu"))
+    scaled_time = torch.arange(length, device="cpu")[:, None] * inv_timescales[None, :]
     return torch.cat([torch.sin(scaled_time), torch.cos(scaled_time)], dim=1)
+
+
+class Embedding(SkipInitOnMeta, nn.Embedding):
+    pass
 
 
 class KVCache:
@@ -329,7 +350,7 @@ class TextDecoder(nn.Module):
     def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
         super().__init__()
         self.n_ctx = n_ctx
-        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.token_embedding = Embedding(n_vocab, n_state)
         self.positional_embedding = nn.Parameter(torch.empty(n_ctx, n_state))
         self.blocks = nn.ModuleList(
             ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)

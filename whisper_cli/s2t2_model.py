@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whisper_cli.errors import ModelError
-from whisper_cli.model import Conv1d, LayerNorm, Linear
+from whisper_cli.model import Conv1d, Embedding, LayerNorm, Linear
 from whisper_cli.s2t_model import Attention
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu": F.relu}
@@ -455,7 +455,7 @@ class Speech2Text2Decoder(nn.Module):
         super().__init__()
         self.pad = config.pad_token_id
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed_tokens = Embedding(config.vocab_size, config.d_model)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
 
     def positions(self, tokens: Tensor, past: int) -> Tensor:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whisper_cli.errors import ModelError
-from whisper_cli.model import Conv1d, LayerNorm, Linear, skinny_matmul
+from whisper_cli.model import Conv1d, Embedding, LayerNorm, Linear, skinny_matmul
 
 # transformers' names for the activations it has, restricted to the ones implemented here
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -313,7 +313,7 @@ class Decoder(nn.Module):
     def __init__(self, config: Speech2TextConfig):
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed_tokens = Embedding(config.vocab_size, config.d_model)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
         self.layer_norm = LayerNorm(config.d_model)
 
