@@ -427,7 +427,7 @@ class DecodingTask:
         sot_logits = self.model.decoder.logits(hidden[:, self.sot_index])
         no_speech_probs = sot_logits.softmax(dim=-1)[:, self.tokenizer.no_speech].tolist()
         logits = self.model.decoder.logits(hidden[:, -1]).repeat_interleave(group, dim=0)
-        cache.share_prompt(group)
+        cache.share_prompt(group, room=self.sample_len)  # a token a step at most
 
         candidates: list[list[list[int]]] = [[] for _ in range(n_audio)]
         logprobs: list[list[float]] = [[] for _ in range(n_audio)]

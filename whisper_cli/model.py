@@ -139,9 +139,10 @@ class KVCache:
         """How many tokens each row holds in its own buffers."""
         return self.length - self.shared
 
-    def share_prompt(self, group: int) -> None:
+    def share_prompt(self, group: int, room: int | None = None) -> None:
         """Give every row `group` rows that share its tokens so far (the prompt): the beams or
-        samples of one audio."""
+        samples of one audio, which will each add at most `room` tokens of their own (the
+        rest of the text context when None)."""
         if group == 1:
             return
         assert self.shared == 0, "the prompt is shared once"
@@ -149,7 +150,8 @@ class KVCache:
         self.shared_key = self.key[:, :, :, : self.length]
         self.shared_value = self.value[:, :, :, : self.length]
         layers, batch, heads, n_ctx, d = self.key.shape
-        shape = (layers, batch * group, heads, n_ctx - self.length, d)
+        room = n_ctx - self.length if room is None else min(room, n_ctx - self.length)
+        shape = (layers, batch * group, heads, room, d)
         self.key, self.value = self.key.new_empty(shape), self.value.new_empty(shape)
 
     def keep_audio(self, audios: list[int], group: int) -> None:
