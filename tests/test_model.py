@@ -101,7 +101,7 @@ def test_shared_prompt_reorder_and_leaving_audios_keep_every_row_exact(tiny):
         rows = [rows[s] for s in source]
         tiny.decoder(torch.tensor(step)[:, None], cache)
         rows = [row + [token] for row, token in zip(rows, step, strict=True)]
-    cache.keep_audio([1], group=3)
+    cache.keep_audio([1])
     rows = rows[3:]
     out = tiny.decoder(torch.tensor([[50], [51], [52]]), cache)
     for row, (sequence, token) in enumerate(zip(rows, [50, 51, 52], strict=True)):

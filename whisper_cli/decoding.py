@@ -455,7 +455,7 @@ class DecodingTask:
                 ]
                 picked = torch.tensor(rows, device=tokens.device)
                 tokens, sum_logprobs = tokens[picked], sum_logprobs[picked]
-                cache.keep_audio(staying, group)
+                cache.keep_audio(staying)
                 self.decoder.keep(staying)
                 alive = [alive[position] for position in staying]
             hidden = self.model.decoder(tokens[:, -1:], cache)  # (n_rows, 1, C)

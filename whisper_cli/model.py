@@ -123,12 +123,12 @@ class KVCache:
         self, n_layer: int, batch: int, n_ctx: int, n_state: int, n_head: int, like: Tensor
     ):
         shape = (n_layer, batch, n_head, n_ctx, n_state // n_head)
-        self.key = like.new_zeros(shape)  # (L, B, H, n_ctx - shared, D)
-        self.value = like.new_zeros(shape)
+        self.key = like.new_zeros(shape)  # (L, B, H, room, D): n_ctx, or what is left after
+        self.value = like.new_zeros(shape)  # the shared prompt
         self.length = 0  # tokens written so far, the shared ones included
+        self.group = 1  # rows per audio
         # the prompt's keys/values, once per group of rows: (L, B / group, H, shared, D)
         self.shared = 0
-        self.group = 1
         self.shared_key: Tensor | None = None
         self.shared_value: Tensor | None = None
         # per layer: keys (B_audio, H, D, S), scaled by D ** -0.5, and values (B_audio, H, S, D)
@@ -154,9 +154,10 @@ class KVCache:
         shape = (layers, batch * group, heads, room, d)
         self.key, self.value = self.key.new_empty(shape), self.value.new_empty(shape)
 
-    def keep_audio(self, audios: list[int], group: int) -> None:
-        """Keep only the rows of `audios` (positions in the batch, each `group` rows) and their
-        cross-attention keys/values: the audios still decoding, once others have ended."""
+    def keep_audio(self, audios: list[int]) -> None:
+        """Keep only the rows of `audios` (positions in the batch, each `self.group` rows) and
+        their cross-attention keys/values: the audios still decoding, once others have ended."""
+        group = self.group
         rows = torch.tensor(
             [audio * group + member for audio in audios for member in range(group)],
             device=self.key.device,
