@@ -20,7 +20,7 @@ from torch import Tensor
 
 from whisper_cli.constants import CHUNK_LENGTH
 from whisper_cli.errors import OptionsError
-from whisper_cli.model import KVCache, Whisper
+from whisper_cli.model import KVCache, Whisper, rows_of
 from whisper_cli.options import DecodingOptions, verify_decoding
 from whisper_cli.tokenizer import Tokenizer
 
@@ -450,10 +450,7 @@ class DecodingTask:
             if any(done):
                 collect([position for position, ended in enumerate(done) if ended])
                 staying = [position for position, ended in enumerate(done) if not ended]
-                rows = [
-                    position * group + member for position in staying for member in range(group)
-                ]
-                picked = torch.tensor(rows, device=tokens.device)
+                picked = torch.tensor(rows_of(staying, group), device=tokens.device)
                 tokens, sum_logprobs = tokens[picked], sum_logprobs[picked]
                 cache.keep_audio(staying)
                 self.decoder.keep(staying)

@@ -107,6 +107,11 @@ class Embedding(SkipInitOnMeta, nn.Embedding):
     pass
 
 
+def rows_of(audios: list[int], group: int) -> list[int]:
+    """The batch rows of `audios` (positions), each audio `group` consecutive rows."""
+    return [audio * group + member for audio in audios for member in range(group)]
+
+
 class KVCache:
     """Keys and values of every decoder layer for one batch of token sequences.
 
@@ -157,11 +162,7 @@ class KVCache:
     def keep_audio(self, audios: list[int]) -> None:
         """Keep only the rows of `audios` (positions in the batch, each `self.group` rows) and
         their cross-attention keys/values: the audios still decoding, once others have ended."""
-        group = self.group
-        rows = torch.tensor(
-            [audio * group + member for audio in audios for member in range(group)],
-            device=self.key.device,
-        )
+        rows = torch.tensor(rows_of(audios, self.group), device=self.key.device)
         own = slice(0, self.own)
         for name in ("key", "value"):
             old = getattr(self, name)
@@ -218,6 +219,17 @@ class MultiHeadAttention(nn.Module):
         b, t, c = x.shape
         return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # (B, H, T, D)
 
+    def _grouped_heads(self, x: Tensor, b_audio: int) -> Tensor:
+        """x: (B, T, C), B = B_audio * group rows of one audio each → (B_a, H, group * T, D):
+        the rows of one audio folded into the query length, to share its keys/values."""
+        return self._heads(x.reshape(b_audio, -1, x.shape[-1]))
+
+    def _ungrouped(self, scores: Tensor, b: int) -> Tensor:
+        """Scores of grouped queries (B_a, H, group * T, K) → per row (B, H, T, K)."""
+        b_audio, h, gt, k = scores.shape
+        t = gt * b_audio // b
+        return scores.view(b_audio, h, b // b_audio, t, k).transpose(1, 2).reshape(b, h, t, k)
+
     def _merge(self, x: Tensor) -> Tensor:
         b, h, t, d = x.shape
         return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, C)
@@ -248,10 +260,9 @@ class MultiHeadAttention(nn.Module):
             b, h, t, _ = heads.shape
             b_audio, group = b // cache.group, cache.group
             assert cache.shared_key is not None and cache.shared_value is not None
-            grouped = self._heads(q.reshape(b_audio, group * t, -1))  # (B_a, H, gT, D)
+            grouped = self._grouped_heads(q, b_audio)  # (B_a, H, gT, D)
             prompt_qk = grouped @ cache.shared_key[layer].transpose(-1, -2)  # (B_a, H, gT, P)
-            prompt_qk = prompt_qk.view(b_audio, h, group, t, shared).transpose(1, 2)
-            qk = torch.cat([prompt_qk.reshape(b, h, t, shared), qk], dim=-1)
+            qk = torch.cat([self._ungrouped(prompt_qk, b), qk], dim=-1)
         if n_new > 1:  # token i of the new ones sees the earlier tokens and new tokens up to i
             visible = torch.ones(n_new, qk.shape[-1], dtype=torch.bool, device=x.device)
             qk = qk.masked_fill(~visible.tril(shared + start), -torch.inf)
@@ -288,15 +299,10 @@ class MultiHeadAttention(nn.Module):
         """
         b, t, c = x.shape
         b_audio = key.shape[0]
-        q = self._heads(self.query(x).reshape(b_audio, (b // b_audio) * t, c))  # (B_a, H, gT, D)
+        q = self._grouped_heads(self.query(x), b_audio)  # (B_a, H, gT, D)
         qk = q @ key  # (B_audio, H, gT, S)
         if scores is not None:
-            scores.append(
-                qk.float()
-                .reshape(b_audio, self.n_head, b // b_audio, t, -1)
-                .transpose(1, 2)
-                .reshape(b, self.n_head, t, -1)
-            )
+            scores.append(self._ungrouped(qk.float(), b))
         out = qk.float().softmax(dim=-1).to(q.dtype) @ value
         return self.out(self._merge(out).reshape(b, t, c))
 
