@@ -66,3 +66,36 @@ def test_batched_longform_is_as_accurate_as_sequential(real_model, audio_dir, ma
         assert segment.words
         assert segment.start - 0.02 <= segment.words[0].start
         assert segment.words[-1].end <= segment.end + 0.02
+
+
+@pytest.mark.real_model
+def test_language_is_detected_on_the_first_chunk_which_is_then_not_encoded_again(
+    real_model, audio_dir, monkeypatch
+):
+    """German speech after 35 s of silence: the language comes from the first speech chunk's
+    window (the reference's first 30 s would be silence), and that window's encoder output,
+    computed for the detection, is the one its decoding uses: the encoder runs once per
+    decoded window, no more."""
+    from whisper_cli import batched
+
+    speech = load_audio(audio_dir / "de_pv_A.wav")
+    audio = np.concatenate([np.zeros(35 * 16000, dtype=np.float32), speech])
+    encoded, decoded = [], []
+    original = batched._decode_round
+
+    def counting(encode, chunks, decoding, options):
+        decoded.append(len(chunks))
+        return original(encode, chunks, decoding, options)
+
+    monkeypatch.setattr(batched, "_decode_round", counting)
+    hook = real_model.model.encoder.register_forward_hook(
+        lambda module, args, output: encoded.append(output.shape[0])
+    )
+    try:
+        transcript = real_model.transcribe(audio, batch_size=4, temperature=0.0)
+    finally:
+        hook.remove()
+    assert transcript.language == "de"
+    assert transcript.segments and transcript.segments[0].start >= 34.0
+    assert sum(decoded) >= 1
+    assert sum(encoded) == sum(decoded)

@@ -14,6 +14,10 @@ text is too repetitive or too unsure is decoded again at rising temperatures (al
 usual fallback); a window the model calls silent is dropped. What it gives up: the previous
 window's text as a prompt (the windows of one batch share one prompt: the initial prompt)
 and the hallucination-silence rules.
+
+The language, when not given, is detected on the first chunk's window, the first to be decoded,
+rather than on the recording's first 30 s (which may hold no speech); its encoder output then
+serves that window's decoding as well.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import torch
 
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, exact_div
 from whisper_cli.decoding import DecodingResult, DecodingTask
-from whisper_cli.features import LogMelFrames, pad_or_trim
+from whisper_cli.features import pad_or_trim
 from whisper_cli.options import DecodingOptions, TranscribeOptions
 from whisper_cli.results import Segment
 from whisper_cli.timing import PendingSegment, add_word_timestamps, split_at_pauses
 from whisper_cli.transcribe import (
     Progress,
+    WindowEncoder,
     at_temperature,
     decode_with_fallback,
     initial_prompt_tokens,
@@ -43,9 +47,6 @@ from whisper_cli.transcribe import (
     to_segment,
 )
 from whisper_cli.vad import SpeechDetector, merge_regions
-
-if TYPE_CHECKING:
-    from whisper_cli.models import WhisperModel
 
 # speech regions as faster-whisper's batched pipeline finds them
 MIN_SILENCE = 0.16  # seconds of pause that end a region
@@ -72,27 +73,28 @@ class _Chunk:
 
 
 def batched_segments(
-    model: WhisperModel,
-    mel: LogMelFrames,
+    encode: WindowEncoder,
+    chunks: list[tuple[int, int]],
     decoding: DecodingOptions,
     options: TranscribeOptions,
     detector: SpeechDetector,
     progress: Progress | None = None,
 ) -> Iterator[Segment]:
-    """The segments of every speech chunk, in order, decoded `options.batch_size` at a time."""
+    """The segments of the speech `chunks` (`speech_chunks`), in order, decoded
+    `options.batch_size` at a time; a window `encode` holds (the first chunk's, when language
+    detection encoded it) is not encoded again."""
+    model, mel = encode.model, encode.mel
     tokenizer = model.tokenizer
     duration = mel.content_frames / FRAMES_PER_SECOND
     decoding = replace(decoding, prompt=tuple(initial_prompt_tokens(model, options)) or None)
-    waiting = deque(
-        _Chunk(i, end, start) for i, (start, end) in enumerate(speech_chunks(detector, duration))
-    )
+    waiting = deque(_Chunk(i, end, start) for i, (start, end) in enumerate(chunks))
     active: list[_Chunk] = []
     done: dict[int, _Chunk] = {}
     next_chunk = next_id = 0
     while waiting or active:
         while len(active) < options.batch_size and waiting:
             active.append(waiting.popleft())
-        _decode_round(model, mel, active, decoding, options)
+        _decode_round(encode, active, decoding, options)
         for chunk in active:
             if chunk.seek >= chunk.end or not detector.has_speech(
                 chunk.seek, chunk.end - chunk.seek
@@ -114,27 +116,43 @@ def batched_segments(
         progress(duration, duration)
 
 
+def _encode_windows(encode: WindowEncoder, windows: list[tuple[int, int]]) -> torch.Tensor:
+    """The encoder outputs (batch, S, C) of mel windows (first frame, length), each padded to
+    30 s; a window `encode` holds is taken from it."""
+    model = encode.model
+    features = {}
+    for i, window in enumerate(windows):
+        held = encode.held(*window)
+        if held is not None:
+            features[i] = held
+    missing = [i for i in range(len(windows)) if i not in features]
+    if missing:
+        with torch.inference_mode():  # (batch, n_mels, 3000) → (batch, 1500, C)
+            mels = torch.stack(
+                [pad_or_trim(encode.mel.window(*windows[i]), N_FRAMES) for i in missing]
+            ).to(model.device, model.model.dtype)
+            # on a CPU, one window at a time: as fast, without a batch of attention matrices
+            step = 1 if model.device.type == "cpu" else len(mels)
+            encoded = torch.cat([model.model.encoder(m) for m in mels.split(step)])
+        for i, row in zip(missing, encoded, strict=True):
+            features[i] = row[None]
+    return torch.cat([features[i] for i in range(len(windows))])
+
+
 def _decode_round(
-    model: WhisperModel,
-    mel: LogMelFrames,
+    encode: WindowEncoder,
     chunks: list[_Chunk],
     decoding: DecodingOptions,
     options: TranscribeOptions,
 ) -> None:
     """Decode the current window of each chunk as one batch, and move each chunk's seek on."""
+    model = encode.model
     tokenizer = model.tokenizer
     input_stride = exact_div(N_FRAMES, model.model.dims.n_audio_ctx)  # mel frames per token: 2
     time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp: 0.02
     sot_sequence = tokenizer.sot_sequence(decoding.language, decoding.task)
     sizes = [min(N_FRAMES, chunk.end - chunk.seek) for chunk in chunks]
-    windows = [
-        pad_or_trim(mel.window(c.seek, n), N_FRAMES) for c, n in zip(chunks, sizes, strict=True)
-    ]
-    with torch.inference_mode():  # (batch, n_mels, 3000) → (batch, 1500, C)
-        mels = torch.stack(windows).to(model.device, model.model.dtype)
-        # on a CPU, one window at a time: as fast, without a batch of attention matrices
-        step = 1 if model.device.type == "cpu" else len(mels)
-        features = torch.cat([model.model.encoder(m) for m in mels.split(step)])
+    features = _encode_windows(encode, [(c.seek, n) for c, n in zip(chunks, sizes, strict=True)])
     first_attempt = at_temperature(decoding, options.temperatures[0])
     results = DecodingTask(model.model, tokenizer, first_attempt).run(features)
     for row, (chunk, size, result) in enumerate(zip(chunks, sizes, results, strict=True)):

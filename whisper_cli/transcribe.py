@@ -95,9 +95,9 @@ def _window_features(model: WhisperModel, mel: torch.Tensor) -> torch.Tensor:
         return model.model.encoder(mel[None])
 
 
-class _WindowEncoder:
+class WindowEncoder:
     """Encoder outputs of a recording's windows, the last one kept: language detection
-    encodes the first window, and the seek loop then starts from that very window."""
+    encodes the first window, and decoding then starts from that very window."""
 
     def __init__(self, model: WhisperModel, mel: LogMelFrames):
         self.model = model
@@ -106,20 +106,29 @@ class _WindowEncoder:
 
     def __call__(self, seek: int, n_frames: int) -> torch.Tensor:
         """(1, S, C) for mel frames [seek, seek + n_frames), padded to 30 s."""
-        if self._last is None or self._last[0] != (seek, n_frames):
+        features = self.held(seek, n_frames)
+        if features is None:
             features = _window_features(self.model, self.mel.window(seek, n_frames))
             self._last = (seek, n_frames), features
+        return features
+
+    def held(self, seek: int, n_frames: int) -> torch.Tensor | None:
+        """The encoder output of that window if it is the one kept, else None."""
+        if self._last is None or self._last[0] != (seek, n_frames):
+            return None
         return self._last[1]
 
 
 def _choose_language(
-    encode: _WindowEncoder,
+    encode: WindowEncoder,
     options: TranscribeOptions,
     detector: SpeechDetector | None,
+    first_window: tuple[int, int] = (0, N_FRAMES),
 ) -> tuple[str, float | None]:
-    """The language given, or detected: from the first window as the reference does, or
-    (`language_detection_windows` > 1) by summed probabilities over the first windows that
-    hold speech, so that a recording opening with music or silence is not misjudged."""
+    """The language given, or detected: from the first window (`first_window`: its first mel
+    frame and length) as the reference does, or (`language_detection_windows` > 1) by summed
+    probabilities over the first windows that hold speech, so that a recording opening with
+    music or silence is not misjudged."""
     model = encode.model
     requested = options.decoding.language
     if requested is not None:
@@ -146,7 +155,7 @@ def _choose_language(
             if windows == options.language_detection_windows:
                 break
     if not totals:  # the reference's way: the first 30 s, whatever they hold
-        totals, windows = probabilities(encode(0, N_FRAMES)), 1
+        totals, windows = probabilities(encode(*first_window)), 1
     code = max(totals, key=totals.__getitem__)
     return code, totals[code] / windows
 
@@ -247,8 +256,17 @@ def transcribe_stream(
     content_frames = mel.content_frames
     duration = mel.n_samples / SAMPLE_RATE
 
-    encode = _WindowEncoder(model, mel)
-    language, probability = _choose_language(encode, options, detector)
+    encode = WindowEncoder(model, mel)
+    chunks: list[tuple[int, int]] = []
+    first_window = (0, N_FRAMES)
+    if batched:
+        from whisper_cli.batched import speech_chunks
+
+        assert detector is not None
+        chunks = speech_chunks(detector, content_frames / FRAMES_PER_SECOND)
+        if chunks:  # the first chunk's window: the first to be decoded
+            first_window = (chunks[0][0], chunks[0][1] - chunks[0][0])
+    language, probability = _choose_language(encode, options, detector, first_window)
     task = options.decoding.task
     if task == "translate" and not model.tokenizer.multilingual:
         task = "transcribe"  # an English-only model can only transcribe
@@ -257,7 +275,7 @@ def transcribe_stream(
     if batched:
         from whisper_cli.batched import batched_segments
 
-        return info, batched_segments(model, mel, decoding, options, detector, progress)
+        return info, batched_segments(encode, chunks, decoding, options, detector, progress)
     return info, _seek_loop(encode, content_frames, decoding, options, progress, detector)
 
 
@@ -313,7 +331,7 @@ def _clips(options: TranscribeOptions, content_frames: int) -> list[tuple[int, i
 
 
 def _seek_loop(
-    encode: _WindowEncoder,
+    encode: WindowEncoder,
     content_frames: int,
     decoding: DecodingOptions,
     options: TranscribeOptions,
