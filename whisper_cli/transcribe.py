@@ -125,10 +125,11 @@ def _choose_language(
     detector: SpeechDetector | None,
     first_window: tuple[int, int] = (0, N_FRAMES),
 ) -> tuple[str, float | None]:
-    """The language given, or detected: from the first window (`first_window`: its first mel
-    frame and length) as the reference does, or (`language_detection_windows` > 1) by summed
-    probabilities over the first windows that hold speech, so that a recording opening with
-    music or silence is not misjudged."""
+    """The language given, or detected: from the first window as the reference does (the
+    first 30 s; in batched mode, the first chunk's window: `first_window`, its first mel frame
+    and length), or (`language_detection_windows` > 1) by summed probabilities over the first
+    windows that hold speech, so that a recording opening with music or silence is not
+    misjudged."""
     model = encode.model
     requested = options.decoding.language
     if requested is not None:
@@ -154,7 +155,7 @@ def _choose_language(
             windows += 1
             if windows == options.language_detection_windows:
                 break
-    if not totals:  # the reference's way: the first 30 s, whatever they hold
+    if not totals:  # the reference's way: one window, whatever it holds
         totals, windows = probabilities(encode(*first_window)), 1
     code = max(totals, key=totals.__getitem__)
     return code, totals[code] / windows
