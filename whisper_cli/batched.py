@@ -120,23 +120,17 @@ def _encode_windows(encode: WindowEncoder, windows: list[tuple[int, int]]) -> to
     """The encoder outputs (batch, S, C) of mel windows (first frame, length), each padded to
     30 s; a window `encode` holds is taken from it."""
     model = encode.model
-    features = {}
-    for i, window in enumerate(windows):
-        held = encode.held(*window)
-        if held is not None:
-            features[i] = held
-    missing = [i for i in range(len(windows)) if i not in features]
+    features = [encode.held(*window) for window in windows]
+    missing = [window for window, held in zip(windows, features, strict=True) if held is None]
     if missing:
         with torch.inference_mode():  # (batch, n_mels, 3000) → (batch, 1500, C)
-            mels = torch.stack(
-                [pad_or_trim(encode.mel.window(*windows[i]), N_FRAMES) for i in missing]
-            ).to(model.device, model.model.dtype)
+            mels = torch.stack([pad_or_trim(encode.mel.window(*w), N_FRAMES) for w in missing])
+            mels = mels.to(model.device, model.model.dtype)
             # on a CPU, one window at a time: as fast, without a batch of attention matrices
             step = 1 if model.device.type == "cpu" else len(mels)
-            encoded = torch.cat([model.model.encoder(m) for m in mels.split(step)])
-        for i, row in zip(missing, encoded, strict=True):
-            features[i] = row[None]
-    return torch.cat([features[i] for i in range(len(windows))])
+            encoded = iter(torch.cat([model.model.encoder(m) for m in mels.split(step)]).split(1))
+        features = [next(encoded) if held is None else held for held in features]
+    return torch.cat(features)
 
 
 def _decode_round(
