@@ -94,6 +94,10 @@ def test_shared_prompt_reorder_and_leaving_audios_keep_every_row_exact(tiny):
     cache = tiny.decoder.new_cache(features, 2)
     tiny.decoder(torch.tensor(prompts), cache)
     cache.share_prompt(3)
+    # the prompt is held on its own, not as a view into the text-context buffer
+    assert cache.shared_key is not None
+    held = cache.shared_key.untyped_storage().nbytes()
+    assert held == cache.shared_key.numel() * cache.shared_key.element_size()
     rows = [prompts[0]] * 3 + [prompts[1]] * 3
     steps = [[5, 6, 7, 8, 9, 10], [40, 41, 42, 43, 44, 45]]
     for step, source in zip(steps, ([0, 1, 2, 3, 4, 5], [2, 2, 0, 5, 3, 3]), strict=True):

@@ -152,8 +152,9 @@ class KVCache:
             return
         assert self.shared == 0, "the prompt is shared once"
         self.shared, self.group = self.length, group
-        self.shared_key = self.key[:, :, :, : self.length]
-        self.shared_value = self.value[:, :, :, : self.length]
+        # copies, not views: a view would keep the whole text-context buffer alive
+        self.shared_key = self.key[:, :, :, : self.length].clone()
+        self.shared_value = self.value[:, :, :, : self.length].clone()
         layers, batch, heads, n_ctx, d = self.key.shape
         room = n_ctx - self.length if room is None else min(room, n_ctx - self.length)
         shape = (layers, batch * group, heads, room, d)
