@@ -13,8 +13,8 @@ Two choices keep the rounding error at CTranslate2's level rather than several t
   own scale while an input's values share one.
 - The kernel gives a whole input one range, so quiet rows lose precision next to loud ones.
   Where that matters (`row_ranges`), each row is scaled to the same range first and scaled
-  back after: three element-wise passes, a few per cent of an encoder product but several
-  times a small product's cost. Measured layer by layer, it matters in the MLPs' second layers
+  back after: a few element-wise passes, ~12 % of an encoder product's time and ~60 % of a
+  decoding step's small one. Measured layer by layer, it matters in the MLPs' second layers
   (whose inputs, after GELU, differ most from row to row) and the vocabulary projection; the
   other layers gain little from it.
 
@@ -48,11 +48,10 @@ class Int8Linear(nn.Module):
         with warnings.catch_warnings():  # quantised tensors are announced as deprecated
             warnings.simplefilter("ignore", UserWarning)
             quantised = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
-        self._bias = None if bias is None else bias.detach().float()
+        bias = None if bias is None else bias.detach().float()
         # with row ranges the bias is added after scaling back, not by the kernel
-        self._packed = torch.ops.quantized.linear_prepack(
-            quantised, None if row_ranges else self._bias
-        )
+        self._bias = bias if row_ranges else None
+        self._packed = torch.ops.quantized.linear_prepack(quantised, None if row_ranges else bias)
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
@@ -60,8 +59,8 @@ class Int8Linear(nn.Module):
         if not self.row_ranges:
             out = torch.ops.quantized.linear_dynamic(rows, self._packed, False)
         else:
-            # the largest magnitude per row, (rows, 1); amax and amin are each far faster than
-            # abs().amax() or an infinity norm
+            # the largest magnitude per row, (rows, 1); amax and amin together take half the
+            # time of abs().amax() and a twentieth of an infinity norm
             size = torch.maximum(
                 rows.amax(dim=1, keepdim=True), rows.amin(dim=1, keepdim=True).neg_()
             )
