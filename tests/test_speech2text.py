@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tests.conftest import REFERENCE, lay_out_hub_cache
@@ -16,6 +17,7 @@ from whisper_cli.audio import load_audio
 from whisper_cli.cli import app
 from whisper_cli.errors import ModelError, OptionsError
 from whisper_cli.models import load_model
+from whisper_cli.quantize import Int8Linear
 from whisper_cli.speech2text import Speech2TextModel, Vocabulary, split_pieces
 
 S2T = REFERENCE / "speech2text"
@@ -63,6 +65,17 @@ def test_transcribes_as_transformers_does(family, name, audio_dir):
         tokens = expected["beam4_tokens"][start:]
         tokens = tokens[:-1] if tokens[-1] == model.generation.eos else tokens
         assert [t for s in beam.segments for t in s.tokens] == tokens
+
+
+@pytest.mark.parametrize("family", [S2T, S2T2], ids=lambda family: family.name)
+def test_int8_quantises_every_linear_layer_and_transcribes(family, audio_dir):
+    name, expected = next(iter(_expected(family).items()))
+    model = load_model(family / name, compute_type="int8")
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.model.modules())
+    assert any(isinstance(m, Int8Linear) for m in model.model.modules())
+    language = {"language": expected["tgt_lang"]} if expected.get("tgt_lang") else {}
+    result = model.transcribe(audio_dir / SHORT, skip_silent_windows=False, **language)
+    assert result.segments and result.segments[0].tokens
 
 
 def test_vocabulary_joins_pieces_as_the_tokenizers_do():

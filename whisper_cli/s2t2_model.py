@@ -513,7 +513,8 @@ class Speech2Text2(nn.Module):
                 f"{samples.shape[-1]} samples are too few: the encoder needs at least "
                 f"{self.config.min_samples}"
             )
-        x = self.encoder(samples.to(self.lm_head.weight.dtype))
+        # the embedding is never quantised (int8 replaces the linear layers, lm_head included)
+        x = self.encoder(samples.to(self.decoder.embed_tokens.weight.dtype))
         return x if self.enc_to_dec_proj is None else self.enc_to_dec_proj(x)
 
     def decode(
