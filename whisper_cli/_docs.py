@@ -106,9 +106,14 @@ def _italic(text: str) -> str:
 def _metavar(param: typer.core.TyperOption | typer.core.TyperArgument, ctx: typer.Context) -> str:
     if param.metavar:
         return param.metavar
-    shown = param.display_type(ctx).strip("<>").removesuffix(" range")
-    names = {"str": "TEXT", "int": "N", "float": "NUMBER", "dir": "DIR", "list[str]": "TEXT"}
+    shown = param.make_metavar(ctx).strip("<>[]")
+    names = {"INTEGER": "N", "FLOAT": "NUMBER", "DIRECTORY": "DIR"}
     return names.get(shown, shown)
+
+
+def _argument(metavar: str, nargs: int) -> str:
+    """An argument's metavar in italics, followed by "..." when it takes several values."""
+    return _italic(metavar.removesuffix("...")) + ("..." if nargs != 1 else "")
 
 
 def _option_lines(param: typer.core.TyperOption, ctx: typer.Context) -> list[str]:
@@ -152,7 +157,7 @@ def _command_section(
     for param in visible:
         if param.param_type_name == "argument":
             panel = param.rich_help_panel or "Arguments"
-            entry = [".TP", _italic(_metavar(param, ctx)) + ("..." if param.nargs != 1 else "")]
+            entry = [".TP", _argument(_metavar(param, ctx), param.nargs)]
             entry.append(_line(escape(param.help or "")))
         else:
             panel = param.rich_help_panel or "Options"
@@ -192,10 +197,7 @@ def _synopsis(group: typer.core.TyperGroup, path: list[str]) -> list[str]:
             continue
         arguments = [p for p in command.params if p.param_type_name == "argument"]
         usage = [_bold(" ".join([*path, name])), "[\\fIOPTIONS\\fR]"]
-        usage += [
-            _italic(a.metavar or a.name.upper()) + ("..." if a.nargs != 1 else "")
-            for a in arguments
-        ]
+        usage += [_argument(a.metavar or a.name.upper(), a.nargs) for a in arguments]
         lines += [" ".join(usage), ".br"]
     return lines
 

@@ -305,7 +305,7 @@ ThreadsOpt = Annotated[
 InputsArg = Annotated[
     list[str],
     typer.Argument(
-        metavar="INPUT",
+        metavar="INPUT...",
         help="Audio or video files, folders (searched recursively), or - for standard input.",
         show_default=False,
         rich_help_panel=INPUT,
@@ -832,7 +832,7 @@ def download_models(
     names: Annotated[
         list[str],
         typer.Argument(
-            metavar="NAME",
+            metavar="NAME...",
             help="Short names (base, small, …) or Hugging Face repo ids.",
             autocompletion=_complete_models,
             show_default=False,
