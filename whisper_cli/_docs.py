@@ -106,9 +106,7 @@ def _italic(text: str) -> str:
 def _metavar(param: typer.core.TyperOption | typer.core.TyperArgument, ctx: typer.Context) -> str:
     if param.metavar:
         return param.metavar
-    shown = param.make_metavar(ctx).strip("<>[]")
-    names = {"INTEGER": "N", "FLOAT": "NUMBER", "DIRECTORY": "DIR"}
-    return names.get(shown, shown)
+    return param.make_metavar(ctx).strip("<>")  # a choice: "<auto|cpu|cuda>"
 
 
 def _argument(metavar: str, nargs: int) -> str:
