@@ -102,8 +102,9 @@ def main() -> None:
     pythons = {"whisper-cli": Path(sys.executable), "faster-whisper": ensure_peers_python()}
     common = ["--audio-dir", str(args.audio_dir), "--models", str(args.models)]
     common += ["--model", args.model]
-    languages = {e["file"]: e["language"] for e in speech_files(args.audio_dir)}
-    references = {e["file"]: e["text"] for e in speech_files(args.audio_dir)}
+    files = speech_files(args.audio_dir)
+    languages = {e["file"]: e["language"] for e in files}
+    references = {e["file"]: e["text"] for e in files}
     print("| engine | int8 words changed from its float32 | WER float32 | WER int8 |")
     print("| --- | ---: | ---: | ---: |")
     for engine in ENGINES:
