@@ -1,5 +1,7 @@
-"""Weights laid out for the CPU: the packed vocabulary projection computes what the plain
-product does, and float16 storage is used only where it is exact."""
+"""Weights laid out for the CPU: the float16-weight and packed layouts of the layers decoding
+reads every step compute what the plain product does, and float16 is used only where exact."""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -10,14 +12,22 @@ from whisper_cli.constants import N_FRAMES
 from whisper_cli.decoding import decode
 from whisper_cli.model import Conv1d, Linear, Whisper
 from whisper_cli.models import hf_to_openai_key, load_model
-from whisper_cli.packing import PackedLinear, halve_if_exact, packing_works
+from whisper_cli.packing import (
+    HalfWeightLinear,
+    PackedLinear,
+    half_weights_work,
+    halve_if_exact,
+    holds_in_half,
+    packing_works,
+    streamed_linear,
+)
 
 
 def test_packing_works_wherever_onednn_is_built_in():
     assert packing_works() == torch.backends.mkldnn.is_available()
 
 
-@pytest.mark.parametrize("shape", [(1, 48), (5, 48), (40, 48), (300, 48), (5, 1, 48)])
+@pytest.mark.parametrize("shape", [(48,), (1, 48), (5, 48), (40, 48), (300, 48), (5, 1, 48)])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_packed_linear_equals_a_plain_product(shape, with_bias):
     if not packing_works():
@@ -28,6 +38,46 @@ def test_packed_linear_equals_a_plain_product(shape, with_bias):
     x = torch.randn(*shape, generator=generator)
     expected = torch.nn.functional.linear(x, weight, bias)
     torch.testing.assert_close(PackedLinear(weight, bias)(x), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_half_weights_work_wherever_fbgemm_is_built_in():
+    assert half_weights_work() == ("fbgemm" in torch.backends.quantized.supported_engines)
+
+
+@pytest.mark.parametrize("shape", [(48,), (1, 48), (5, 48), (40, 48), (300, 48), (5, 1, 48)])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("block_rows", [300, 4096])  # four blocks (the last one short), or one
+def test_half_weight_linear_equals_a_plain_product(shape, with_bias, block_rows, monkeypatch):
+    if not half_weights_work():
+        pytest.skip("this PyTorch has no FBGEMM float16-weight linear")
+    monkeypatch.setattr(HalfWeightLinear, "BLOCK_ROWS", block_rows)
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(1000, 48, generator=generator).half()
+    bias = torch.randn(1000, generator=generator) if with_bias else None
+    x = torch.randn(*shape, generator=generator)
+    layer = HalfWeightLinear(weight, bias)
+    assert len(layer._blocks) == -(-1000 // block_rows)
+    expected = torch.nn.functional.linear(x, weight.float(), bias)
+    out = layer(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-5)
+    with ThreadPoolExecutor(2) as pool:  # blocks packed side by side: the same layer
+        assert torch.equal(HalfWeightLinear(weight, bias, map_blocks=pool.map)(x), out)
+
+
+def test_streamed_linear_takes_float16_only_where_exact():
+    generator = torch.Generator().manual_seed(4)
+    exact = torch.randn(64, 16, generator=generator).half().float()
+    inexact = exact + 1e-4
+    assert holds_in_half(exact) and holds_in_half(exact.half())
+    assert not holds_in_half(inexact) and not holds_in_half(exact.bfloat16())
+    if half_weights_work():
+        assert isinstance(streamed_linear(exact), HalfWeightLinear)
+    fallback = streamed_linear(inexact)
+    if packing_works():
+        assert isinstance(fallback, PackedLinear)
+    else:
+        assert fallback is None
 
 
 def test_halve_if_exact_halves_only_float16_values():
@@ -62,13 +112,16 @@ def test_float16_checkpoint_is_stored_at_half_where_read_rarely(half_checkpoint)
     assert model.decoder.token_embedding.weight.dtype == torch.float16
     encoder_weights = [m.weight for m in model.encoder.modules() if isinstance(m, (Linear, Conv1d))]
     assert encoder_weights and all(w.dtype == torch.float16 for w in encoder_weights)
-    # the decoder's layers run every step: converted once, at load, and packed
-    layer = model.decoder.blocks[0].mlp[0]
-    if packing_works():
-        assert isinstance(model.decoder.output, PackedLinear)
-        assert isinstance(layer, PackedLinear)
+    # the layers every decoding step reads: in float16 for FBGEMM (or packed for oneDNN)
+    block = model.decoder.blocks[0]
+    streamed = [model.decoder.output, block.attn.query_key_value, block.attn.out, block.mlp[0]]
+    streamed += [block.mlp[2], block.cross_attn.query, block.cross_attn.out]
+    if half_weights_work():
+        assert all(isinstance(layer, HalfWeightLinear) for layer in streamed)
+    elif packing_works():
+        assert all(isinstance(layer, PackedLinear) for layer in streamed)
     else:
-        assert layer.weight.dtype == torch.float32
+        assert block.mlp[0].weight.dtype == torch.float32
 
 
 def test_half_storage_and_packing_compute_what_float32_does(half_checkpoint):
@@ -94,3 +147,5 @@ def test_float32_checkpoint_stays_float32(tiny_model):
     model = tiny_model.model
     assert model.decoder.token_embedding.weight.dtype == torch.float32
     assert model.encoder.blocks[0].mlp[0].weight.dtype == torch.float32
+    assert not isinstance(model.decoder.output, HalfWeightLinear)
+    assert not isinstance(model.decoder.blocks[0].mlp[0], HalfWeightLinear)

@@ -367,7 +367,7 @@ class TextDecoder(nn.Module):
         )
         self.ln = LayerNorm(n_state)
         # the vocabulary projection, when it is not the token embedding itself (on the CPU:
-        # packed or int8, see packing.py)
+        # float16 weights, packed float32 or int8; see packing.py)
         self.output: nn.Module | None = None
 
     def fuse_self_attention(self) -> None:

@@ -2,31 +2,43 @@
 where it does not.
 
 Decoding one token reads the vocabulary projection (the token embedding matrix: 106 MB in
-float32 for the multilingual vocabulary) once per step. BLAS's general matrix product handles
-a product with a handful of rows (one per beam) poorly: 5.4 ms a step for 5 beams with base,
-about 20 GB/s. oneDNN's linear with the weight packed once into its blocked layout takes 4.1
-ms, and it is faster at every row count measured, from 1 to 224. So on the CPU the projection
-becomes a `PackedLinear`, and the embedding itself serves only to look tokens up. The decoder
-layers' linear layers, which every step reads too, are packed the same way (a further 0.35 s
-on the 157-s long-form file with base, beam 5).
+float32 for the multilingual vocabulary) and the decoder's linear layers (88 MB for base) once
+per step, with a handful of input rows (one per beam): memory traffic sets the speed. BLAS's
+general matrix product handles such products poorly (5.4 ms a step for the projection with 5
+beams). Two kernels do better:
+
+- FBGEMM's float16-weight linear (`HalfWeightLinear`) keeps the weight in float16 and widens
+  each value to float32 as it reads it, so it streams half the bytes. For a weight float16
+  holds exactly (OpenAI's checkpoints are float16) its products are float32's: the same
+  products of the same float32 values, summed in the kernel's own order as every kernel does.
+  For 5 beams: the projection 3.9 against 8.2 ms, a 512x512 layer 93 against 145 us on a busy
+  2-core host; a decoding step of base 20-26 against 25-36 ms. At 30 or more rows (batched
+  decoding) both kernels take about the same time.
+- oneDNN's linear with the float32 weight packed once into its blocked layout
+  (`PackedLinear`), for weights float16 would round (float32 checkpoints): 4.1 against 5.4 ms
+  for the projection on a quiet host, and faster at every row count measured, from 1 to 224.
+
+So the projection becomes one of these and the embedding itself serves only to look tokens up.
 
 Lookups and the encoder's matrix products read each weight a few times per window, so those
-weights may stay at the checkpoint's own precision: OpenAI's checkpoints are float16, and a
-float16 weight converted to float32 at the moment of use gives exactly the products of one
-converted at load. That halves them in memory (base: 53 MB for the lookup table, 40 MB for the
-encoder) for a conversion of ~5 ms per 30-s window. A weight is kept in float16 only when that
-holds its values exactly, so a float32 checkpoint loses nothing.
+weights may stay at the checkpoint's own precision too: a float16 weight converted to float32
+at the moment of use gives exactly the products of one converted at load. That halves them in
+memory (base: 53 MB for the lookup table, 40 MB for the encoder) for a conversion of ~5 ms per
+30-s window. A weight is kept in float16 only when that holds its values exactly, so a float32
+checkpoint loses nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
 
 from whisper_cli.model import Conv1d, Linear, Whisper
-from whisper_cli.quantize import Int8Linear, quantize_linear_layers, replace_linear_layers
+from whisper_cli.quantize import Int8Linear, quantize_linear_layers
 
 # rows of input the packed layout is tuned for: a batch of beams
 PACKED_ROWS = 16
@@ -67,17 +79,87 @@ def packing_works() -> bool:
     return packed.shape == expected.shape and torch.allclose(packed, expected, atol=1e-4)
 
 
+def _pack_half(weight: Tensor, bias: Tensor | None) -> torch.ScriptObject:
+    return torch.ops.quantized.linear_prepack_fp16(
+        weight.float(), None if bias is None else bias.float()
+    )
+
+
+class HalfWeightLinear(nn.Module):
+    """y = x @ weight.T + bias in float32, the weight held in float16: FBGEMM's kernel widens
+    each weight to float32 as it reads it, so for a weight float16 holds exactly these are
+    float32's products, for half the memory traffic."""
+
+    # FBGEMM packs a weight reading it column by column, which keeps to the caches only for a
+    # few thousand rows: the 52k-row projection packs in 0.5-1.1 s at once, 0.27 s in 4 blocks
+    # (and the 4 products take the time of one)
+    BLOCK_ROWS = 16384
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None, map_blocks: Callable = map):
+        """`map_blocks` packs the blocks: a thread pool's `map` packs them side by side
+        (packing lets go of the GIL)."""
+        super().__init__()
+        self.out_features = weight.shape[0]
+        weights = weight.detach().split(self.BLOCK_ROWS)
+        biases = [None] * len(weights) if bias is None else bias.detach().split(self.BLOCK_ROWS)
+        self._blocks = list(map_blocks(_pack_half, weights, biases))
+
+    def forward(self, x: Tensor) -> Tensor:
+        linear = torch.ops.quantized.linear_dynamic_fp16
+        rows = x.reshape(-1, x.shape[-1]).float()  # the kernel takes 2-D inputs and up
+        outputs = [linear(rows, block) for block in self._blocks]
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+@lru_cache(maxsize=1)
+def half_weights_work() -> bool:
+    """Whether this PyTorch has FBGEMM's float16-weight linear (x86 builds do), and it
+    computes what a plain product does with the same weight."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(40, 24, generator=generator).half().float()
+    bias = torch.randn(40, generator=generator)
+    x = torch.randn(3, 2, 24, generator=generator)
+    try:
+        with torch.inference_mode():
+            out = HalfWeightLinear(weight, bias)(x)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    expected = x @ weight.T + bias
+    return out.shape == expected.shape and torch.allclose(out, expected, atol=1e-4)
+
+
+def holds_in_half(weight: Tensor) -> bool:
+    """Whether float16 holds every value of `weight` exactly."""
+    if weight.dtype == torch.float16:
+        return True
+    # compared a block at a time: a copy of the whole would be a transient the size of it
+    return weight.dtype == torch.float32 and all(
+        torch.equal(block.half().float(), block) for block in weight.detach().split(4096)
+    )
+
+
+def streamed_linear(
+    weight: Tensor, bias: Tensor | None = None, map_blocks: Callable = map
+) -> nn.Module | None:
+    """The layout for a weight that every decoding step reads once, with a handful of input
+    rows (one per beam), where its memory traffic sets the speed: float16 for FBGEMM where that
+    is exact (OpenAI's checkpoints), else float32 packed for oneDNN; None when this PyTorch
+    has neither kernel for it."""
+    if half_weights_work() and holds_in_half(weight):
+        return HalfWeightLinear(weight, bias, map_blocks)
+    if packing_works():
+        return PackedLinear(weight, bias)
+    return None
+
+
 def halve_if_exact(parameter: nn.Parameter) -> nn.Parameter:
     """The parameter in float16 when float16 holds every value of it exactly, else itself."""
-    if parameter.dtype != torch.float32:
+    if parameter.dtype != torch.float32 or not holds_in_half(parameter):
         return parameter
-    half = parameter.detach().half()
-    # compared a block at a time: a float32 copy of the whole would be a transient the size
-    # of the matrix
-    for original, halved in zip(parameter.detach().split(4096), half.split(4096), strict=True):
-        if not torch.equal(halved.float(), original):
-            return parameter
-    return nn.Parameter(half, requires_grad=False)
+    return nn.Parameter(parameter.detach().half(), requires_grad=False)
 
 
 def keep_exact_half(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> None:
@@ -90,7 +172,9 @@ def keep_exact_half(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> No
 
 def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
     """Lay a loaded model's weights out for decoding on the CPU, in place: int8 linear layers
-    for `int8`; for float32, the packed vocabulary projection and float16 storage where exact."""
+    for `int8`; for float32, the layers every decoding step reads (the decoder's, and the
+    vocabulary projection) in `streamed_linear`'s layout, and float16 storage where exact
+    for the rest."""
     decoder = model.decoder
     if compute_type == "int8":
         # the projection streams the whole embedding matrix every step: in int8 a quarter of
@@ -103,16 +187,33 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
             assert isinstance(second, nn.Linear)
             block.mlp[2] = Int8Linear(second.weight, second.bias, row_ranges=True)
         quantize_linear_layers(model)  # the other linear layers
-    elif model.dtype == torch.float32 and packing_works():
-        decoder.output = PackedLinear(decoder.token_embedding.weight)
+    elif model.dtype == torch.float32 and (half_weights_work() or packing_works()):
+        # the embedding halved first (where exact), so the projection is built from float16
+        decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
+        # (module, attribute, weight, bias) of each layer a decoding step reads, the largest
+        # first; not the cross-attention keys and values: they read the audio, once a window
+        layers = []
         for block in decoder.blocks:
-            replace_linear_layers(block.attn, PackedLinear)
-            replace_linear_layers(block.mlp, PackedLinear)
-            # not the cross-attention keys and values: they read the audio, 1500 rows, once
             cross = block.cross_attn
             assert cross is not None
-            cross.query = PackedLinear(cross.query.weight, cross.query.bias)
-            cross.out = PackedLinear(cross.out.weight, cross.out.bias)
+            for module, name in [
+                (block.attn, "query_key_value"),
+                (block.attn, "out"),
+                (cross, "query"),
+                (cross, "out"),
+                (block.mlp, "0"),
+                (block.mlp, "2"),
+            ]:
+                layer = getattr(module, name)
+                layers.append((module, name, layer.weight, layer.bias))
+        # laying out takes a while (0.5 s for base in float16), and lets go of the GIL
+        with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+            embedding = decoder.token_embedding.weight
+            decoder.output = streamed_linear(embedding, map_blocks=pool.map)
+            laid_out = pool.map(lambda layer: streamed_linear(*layer[2:]), layers)
+            for (module, name, _, _), layer in zip(layers, laid_out, strict=True):
+                if layer is not None:
+                    setattr(module, name, layer)
     if model.dtype != torch.float32:
         return
     if decoder.output is not None:  # the embedding now only looks tokens up
