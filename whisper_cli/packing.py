@@ -59,24 +59,28 @@ class PackedLinear(nn.Module):
         return linear(x.float(), self._packed, self._bias, "none", [], "").to(x.dtype)
 
 
+def _computes_a_plain_product(make: Callable[[Tensor, Tensor], nn.Module]) -> bool:
+    """Whether the layer `make(weight, bias)` builds computes x @ weight.T + bias, tried on a
+    small case: False when its kernel is missing from this PyTorch or fails."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(40, 24, generator=generator).half().float()  # exact in float16 too
+    bias = torch.randn(40, generator=generator)
+    x = torch.randn(3, 2, 24, generator=generator)
+    try:
+        with torch.inference_mode():
+            out = make(weight, bias)(x)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    expected = x @ weight.T + bias
+    return out.shape == expected.shape and torch.allclose(out, expected, atol=1e-4)
+
+
 @lru_cache(maxsize=1)
 def packing_works() -> bool:
     """Whether this PyTorch has oneDNN's packed linear, and it computes what a plain product
     does: the operators are internal ones (those `torch.compile` uses on the CPU), so a build
     without them, or a release that changes them, falls back to the plain product."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(40, 24, generator=generator)
-    bias = torch.randn(40, generator=generator)
-    x = torch.randn(3, 2, 24, generator=generator)
-    try:
-        with torch.inference_mode():
-            packed = PackedLinear(weight, bias)(x)
-    except (AttributeError, RuntimeError, TypeError):
-        return False
-    expected = x @ weight.T + bias
-    return packed.shape == expected.shape and torch.allclose(packed, expected, atol=1e-4)
+    return torch.backends.mkldnn.is_available() and _computes_a_plain_product(PackedLinear)
 
 
 def _pack_half(weight: Tensor, bias: Tensor | None) -> torch.ScriptObject:
@@ -116,19 +120,8 @@ class HalfWeightLinear(nn.Module):
 def half_weights_work() -> bool:
     """Whether this PyTorch has FBGEMM's float16-weight linear (x86 builds do), and it
     computes what a plain product does with the same weight."""
-    if "fbgemm" not in torch.backends.quantized.supported_engines:
-        return False
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(40, 24, generator=generator).half().float()
-    bias = torch.randn(40, generator=generator)
-    x = torch.randn(3, 2, 24, generator=generator)
-    try:
-        with torch.inference_mode():
-            out = HalfWeightLinear(weight, bias)(x)
-    except (AttributeError, RuntimeError, TypeError):
-        return False
-    expected = x @ weight.T + bias
-    return out.shape == expected.shape and torch.allclose(out, expected, atol=1e-4)
+    engines = torch.backends.quantized.supported_engines
+    return "fbgemm" in engines and _computes_a_plain_product(HalfWeightLinear)
 
 
 def holds_in_half(weight: Tensor) -> bool:
@@ -190,8 +183,8 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
     elif model.dtype == torch.float32 and (half_weights_work() or packing_works()):
         # the embedding halved first (where exact), so the projection is built from float16
         decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
-        # (module, attribute, weight, bias) of each layer a decoding step reads, the largest
-        # first; not the cross-attention keys and values: they read the audio, once a window
+        # (module, attribute, weight, bias) of the decoder's layers a step reads; not the
+        # cross-attention keys and values: they read the audio, once a window
         layers = []
         for block in decoder.blocks:
             cross = block.cross_attn
