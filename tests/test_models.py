@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import lay_out_hub_cache, require
 from whisper_cli.errors import ModelError
-from whisper_cli.models import MODELS, hf_to_openai_key, load_model, resolve_model
+from whisper_cli.models import MODELS, assign_checked, hf_to_openai_key, load_model, resolve_model
 from whisper_cli.quantize import Int8Linear
 
 
@@ -66,6 +66,22 @@ def test_float16_weights_compute_in_float32_on_cpu(tiny_checkpoint, tmp_path):
     model = load_model(folder, device="cpu")
     assert model.model.dtype == torch.float32
     assert torch.isfinite(_first_logits(model)).all()
+
+
+def test_assign_checked_keeps_float16_only_where_asked(tmp_path):
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    state = {k: torch.ones(v.shape, dtype=torch.float16) for k, v in model.state_dict().items()}
+    state["1.weight"] = state["1.weight"].float()  # asked, but not float16: converted anyway
+    assign_checked(model, state, torch.float32, tmp_path, keep_half={"0.weight", "1.weight"})
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    assert dtypes == {
+        "0.weight": torch.float16,
+        "0.bias": torch.float32,
+        "1.weight": torch.float32,
+        "1.bias": torch.float32,
+    }
+    assert not state  # emptied as it went
 
 
 def test_half_precision_compute_types_run_on_cpu_too(tiny_checkpoint):

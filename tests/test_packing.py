@@ -18,6 +18,7 @@ from whisper_cli.packing import (
     half_weights_work,
     halve_if_exact,
     holds_in_half,
+    kept_at_half,
     packing_works,
     streamed_linear,
 )
@@ -98,6 +99,19 @@ def half_checkpoint(tmp_path_factory):
     return folder
 
 
+@pytest.mark.parametrize("compute_type", ["float32", "int8"])
+def test_kept_at_half_names_weights_of_layers_that_convert_or_repack_them(tiny_model, compute_type):
+    with torch.device("meta"):
+        model = Whisper(tiny_model.model.dims)
+    keys = kept_at_half(model, compute_type)
+    assert keys <= set(model.state_dict())
+    assert {"encoder.conv1.weight", "encoder.blocks.0.mlp.0.weight"} <= keys
+    # added to or compared with float32 values directly: never left at half
+    assert not any("positional_embedding" in k or "ln" in k or k.endswith("bias") for k in keys)
+    decoder_layer = "decoder.blocks.0.mlp.0.weight"
+    assert (decoder_layer in keys) == (compute_type == "int8" or half_weights_work())
+
+
 def _plain_float32(folder, dims):
     """The same network built straight from the checkpoint, every weight in float32."""
     weights = load_file(folder / "model.safetensors")
@@ -114,6 +128,8 @@ def test_float16_checkpoint_is_stored_at_half_where_read_rarely(half_checkpoint)
     assert encoder_weights and all(w.dtype == torch.float16 for w in encoder_weights)
     # the layers every decoding step reads: in float16 for FBGEMM (or packed for oneDNN)
     block = model.decoder.blocks[0]
+    if half_weights_work():  # and the cross-attention keys/values' layers: kept as loaded
+        assert block.cross_attn.key.weight.dtype == torch.float16
     streamed = [model.decoder.output, block.attn.query_key_value, block.attn.out, block.mlp[0]]
     streamed += [block.mlp[2], block.cross_attn.query, block.cross_attn.out]
     if half_weights_work():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -333,14 +333,21 @@ def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def assign_checked(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtype, source: Path
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    dtype: torch.dtype,
+    source: Path,
+    keep_half: Collection[str] = (),
 ) -> None:
     """Copy `state` into `model` (built on the meta device), insisting that keys and shapes
-    match exactly; floating-point tensors are converted to `dtype`.
+    match exactly; floating-point tensors are converted to `dtype`, except the float16 ones
+    named in `keep_half`, which stay as they are.
 
     `state` is emptied as it is converted, so that a float16 checkpoint computed in float32
     never holds both copies of every weight at once.
     """
+    import torch
+
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -363,7 +370,9 @@ def assign_checked(
     converted = {}
     for key in list(state):
         tensor = state.pop(key)
-        converted[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        if tensor.is_floating_point() and not (key in keep_half and tensor.dtype == torch.float16):
+            tensor = tensor.to(dtype)
+        converted[key] = tensor
     model.load_state_dict(converted, assign=True)
 
 
@@ -408,7 +417,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def _build(dims: ModelDimensions, state: dict[str, torch.Tensor], dtype, device, source: Path):
+def _build(
+    dims: ModelDimensions,
+    state: dict[str, torch.Tensor],
+    dtype,
+    device,
+    source: Path,
+    compute_type: str,
+):
     import torch
 
     from whisper_cli.model import Whisper
@@ -416,7 +432,12 @@ def _build(dims: ModelDimensions, state: dict[str, torch.Tensor], dtype, device,
     with torch.device("meta"):
         model = Whisper(dims)
     state.pop("proj_out.weight", None)  # the output projection is the token embedding
-    assign_checked(model, state, dtype, source)
+    keep_half: set[str] = set()
+    if device.type == "cpu" and dtype == torch.float32:
+        from whisper_cli.packing import kept_at_half
+
+        keep_half = kept_at_half(model, compute_type)
+    assign_checked(model, state, dtype, source, keep_half)
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -567,7 +588,7 @@ def load_model(
     if checkpoint.is_openai_pt:
         raw_dims, state = _read_openai_pt(checkpoint.path)
         dims = _dims_from_openai(raw_dims, checkpoint.path)
-        model = _build(dims, state, dtype, torch_device, checkpoint.path)
+        model = _build(dims, state, dtype, torch_device, checkpoint.path, compute_type)
         tokenizer_file = _pt_tokenizer_file(checkpoint.path, dims.n_vocab, offline)
         heads = _alignment_heads(checkpoint.path.parent)
     else:
@@ -587,7 +608,7 @@ def load_model(
         if not (folder / "tokenizer.json").is_file():
             raise ModelError(f"{folder}: no tokenizer.json beside the weights")
         state = {hf_to_openai_key(k): v for k, v in read_weights(folder).items()}
-        model = _build(dims, state, dtype, torch_device, folder)
+        model = _build(dims, state, dtype, torch_device, folder, compute_type)
         tokenizer_file = folder / "tokenizer.json"
         heads = _alignment_heads(folder)
     if heads is not None:
