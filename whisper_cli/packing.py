@@ -219,6 +219,8 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
             assert isinstance(second, nn.Linear)
             block.mlp[2] = Int8Linear(second.weight, second.bias, row_ranges=True)
         quantize_linear_layers(model)  # the other linear layers
+        # the embedding now only looks tokens up
+        decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
     elif model.dtype == torch.float32 and (half_weights_work() or packing_works()):
         # the embedding halved first (where exact), so the projection is built from float16
         decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
@@ -247,8 +249,5 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
                 if layer is not None:
                     setattr(module, name, layer)
         release_freed_memory()
-    if model.dtype != torch.float32:
-        return
-    if decoder.output is not None:  # the embedding now only looks tokens up
-        decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
-    keep_exact_half(model.encoder, (Linear, Conv1d))
+    if model.dtype == torch.float32:
+        keep_exact_half(model.encoder, (Linear, Conv1d))
