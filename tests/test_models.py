@@ -14,7 +14,14 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import lay_out_hub_cache, require
 from whisper_cli.errors import ModelError
-from whisper_cli.models import MODELS, assign_checked, hf_to_openai_key, load_model, resolve_model
+from whisper_cli.models import (
+    MODELS,
+    assign_checked,
+    hf_to_openai_key,
+    load_model,
+    mapped_tensor,
+    resolve_model,
+)
 from whisper_cli.quantize import Int8Linear
 
 
@@ -82,6 +89,82 @@ def test_assign_checked_keeps_float16_only_where_asked(tmp_path):
         "1.bias": torch.float32,
     }
     assert not state  # emptied as it went
+
+
+def test_assign_checked_copies_even_what_it_keeps_as_it_is(tmp_path):
+    """No weight stays a view of the checkpoint's tensors (of its mapped file, when read from
+    safetensors): one view would keep the whole file's pages in memory."""
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 3)
+    state = {k: torch.ones(v.shape, dtype=torch.float16) for k, v in model.state_dict().items()}
+    given = {k: v.data_ptr() for k, v in state.items()}
+    assign_checked(model, state, torch.float16, tmp_path, keep_half={"weight"})
+    for key, value in model.state_dict().items():
+        assert value.dtype == torch.float16
+        assert value.data_ptr() != given[key]
+        assert torch.equal(value, torch.ones_like(value))
+
+
+def _file_mappings(path: Path) -> list[tuple[int, int]]:
+    """The address ranges of this process's mappings of `path` (Linux)."""
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and Path(fields[5]) == path.resolve():
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_mapped_tensor_reads_a_tensor_in_place(tiny_checkpoint, tmp_path, dtype):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = {k: v.to(dtype) for k, v in load_file(folder / "model.safetensors").items()}
+    save_file(state, folder / "model.safetensors")
+    table = mapped_tensor(folder, "decoder.token_embedding.weight")
+    assert table is not None and table.dtype == dtype
+    assert torch.equal(table, state["model.decoder.embed_tokens.weight"])
+    assert mapped_tensor(folder, "decoder.no_such.weight") is None
+    if Path("/proc/self/maps").is_file():
+        ranges = _file_mappings(folder / "model.safetensors")
+        assert any(start <= table.data_ptr() < end for start, end in ranges)
+
+
+def test_mapped_tensor_finds_the_shard_that_holds_it(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(state)
+    shards = {"a.safetensors": names[::2], "b.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({k: state[k] for k in keys}, folder / file)
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    for key in ("model.decoder.embed_tokens.weight", "model.encoder.conv1.weight"):
+        table = mapped_tensor(folder, hf_to_openai_key(key))
+        assert table is not None and torch.equal(table, state[key])
+
+
+@pytest.mark.parametrize("compute_type", ["float32", "int8"])
+def test_the_lookup_table_is_read_from_the_file_once_it_has_a_projection(
+    tiny_checkpoint, tmp_path, compute_type
+):
+    """On the CPU the projection is a layer of its own, and the table only looks tokens up:
+    it stays in the file, and the model's logits are those of a model holding a copy."""
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    save_file({k: v.half() for k, v in state.items()}, folder / "model.safetensors")
+    model = load_model(folder, device="cpu", compute_type=compute_type)
+    if model.model.decoder.output is None:
+        pytest.skip("this PyTorch has no CPU layout for the projection")
+    table = model.model.decoder.token_embedding.weight
+    assert torch.equal(table, state["model.decoder.embed_tokens.weight"].half())
+    if Path("/proc/self/maps").is_file():
+        ranges = _file_mappings(folder / "model.safetensors")
+        assert any(start <= table.data_ptr() < end for start, end in ranges)
+    copied = load_model(folder, device="cpu", compute_type=compute_type)
+    copied.model.decoder.token_embedding.weight = torch.nn.Parameter(table.clone())
+    assert torch.equal(_first_logits(model), _first_logits(copied))
 
 
 def test_half_precision_compute_types_run_on_cpu_too(tiny_checkpoint):

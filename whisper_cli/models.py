@@ -312,16 +312,22 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _safetensors_files(folder: Path) -> list[Path]:
+    """A folder's safetensors files: the one, or the shards its index names; [] for none."""
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    if index.is_file():
+        return sorted({folder / f for f in _read_json(index).get("weight_map", {}).values()})
+    return []
+
+
 def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    index = folder / "model.safetensors.index.json"
-    if (folder / "model.safetensors").is_file():
-        files = [folder / "model.safetensors"]
-    elif index.is_file():
-        files = sorted({folder / f for f in _read_json(index).get("weight_map", {}).values()})
-    else:
+    files = _safetensors_files(folder)
+    if not files:
         raise ModelError(f"{folder}: no model.safetensors (is this a Whisper model folder?)")
     state: dict[str, torch.Tensor] = {}
     for file in files:
@@ -330,6 +336,39 @@ def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as error:
             raise ModelError(f"{file}: cannot read the weights ({error})") from None
     return state
+
+
+_SAFETENSORS_FLOATS = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
+
+
+def mapped_tensor(folder: Path, key: str) -> torch.Tensor | None:
+    """Tensor `key` (this package's name) of a folder's safetensors as a view of its file mapped
+    into memory, copy-on-write: a page is read in when first touched, and only the pages
+    touched count in the process's memory. None where no safetensors file holds it as a
+    floating-point tensor that can be viewed in place."""
+    import struct
+
+    import torch
+
+    for file in _safetensors_files(folder):
+        try:  # the format: the header's length (8 bytes), the header (JSON), the data
+            with file.open("rb") as stream:
+                (header_size,) = struct.unpack("<Q", stream.read(8))
+                header = json.loads(stream.read(header_size)) if header_size < 1 << 27 else {}
+        except (OSError, struct.error, ValueError):
+            return None
+        names = [name for name in header if hf_to_openai_key(name) == key]
+        if not names:
+            continue
+        entry = header[names[0]]
+        dtype = getattr(torch, _SAFETENSORS_FLOATS.get(entry.get("dtype"), ""), None)
+        begin, end = (8 + header_size + offset for offset in entry["data_offsets"])
+        if dtype is None or begin % dtype.itemsize:
+            return None
+        size = file.stat().st_size
+        mapped = torch.from_file(str(file), shared=False, size=size, dtype=torch.uint8)
+        return mapped[begin:end].view(dtype).view(entry["shape"])
+    return None
 
 
 def assign_checked(
@@ -370,10 +409,27 @@ def assign_checked(
     converted = {}
     for key in list(state):
         tensor = state.pop(key)
-        if tensor.is_floating_point() and not (key in keep_half and tensor.dtype == torch.float16):
-            tensor = tensor.to(dtype)
-        converted[key] = tensor
+        half = key in keep_half and tensor.dtype == torch.float16
+        kept = half or not tensor.is_floating_point()
+        # copied, even where the type stays, rather than kept as a view of the mapped file: one
+        # view keeps the whole mapping, and in the process's memory every page the loader read
+        # (weights since repacked too) for as long as the model lives
+        converted[key] = tensor.to(tensor.dtype if kept else dtype, copy=True)
     model.load_state_dict(converted, assign=True)
+
+
+def _map_lookup_table(model: Whisper, folder: Path) -> None:
+    """Once the vocabulary projection is a layer of its own (`prepare_for_cpu`), the token
+    embedding only looks tokens up, a few rows a step: read from a mapping of the checkpoint,
+    it holds in memory the pages of the tokens seen (a few MB) rather than a copy of the whole
+    table (53 MB for base in float16). The values are those of the copy: the checkpoint's,
+    widened to float32 exactly, or halved only where float16 holds them exactly."""
+    from torch import nn
+
+    table = mapped_tensor(folder, "decoder.token_embedding.weight")
+    embedding = model.decoder.token_embedding
+    if table is not None and table.shape == embedding.weight.shape:
+        embedding.weight = nn.Parameter(table, requires_grad=False)
 
 
 def _alignment_heads(folder: Path) -> list[tuple[int, int]] | None:
@@ -625,6 +681,8 @@ def load_model(
         from whisper_cli.packing import prepare_for_cpu
 
         prepare_for_cpu(model, compute_type)
+        if model.decoder.output is not None and not checkpoint.is_openai_pt:
+            _map_lookup_table(model, checkpoint.path)
     elif compute_type == "int8":
         raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
     tokenizer = _load_tokenizer(tokenizer_file, dims)
