@@ -18,14 +18,15 @@ beams). Two kernels do better:
   (`PackedLinear`), for weights float16 would round (float32 checkpoints): 4.1 against 5.4 ms
   for the projection on a quiet host, and faster at every row count measured, from 1 to 224.
 
-So the projection becomes one of these and the embedding itself serves only to look tokens up.
+So the projection becomes one of these and the embedding itself serves only to look tokens up
+(a few rows a step: the loader then reads it from a mapping of the checkpoint, so only the
+pages of the tokens seen are in memory; `models._map_lookup_table`).
 
-Lookups and the encoder's matrix products read each weight a few times per window, so those
-weights may stay at the checkpoint's own precision too: a float16 weight converted to float32
-at the moment of use gives exactly the products of one converted at load. That halves them in
-memory (base: 53 MB for the lookup table, 40 MB for the encoder) for a conversion of ~5 ms per
-30-s window. A weight is kept in float16 only when that holds its values exactly, so a float32
-checkpoint loses nothing.
+The encoder's matrix products read each weight a few times per window, so those weights may
+stay at the checkpoint's own precision too: a float16 weight converted to float32 at the moment
+of use gives exactly the products of one converted at load. That halves them in memory (40 MB
+for base's encoder) for a conversion of ~5 ms per 30-s window. A weight is kept in float16
+only when that holds its values exactly, so a float32 checkpoint loses nothing.
 """
 
 from __future__ import annotations
