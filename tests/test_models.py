@@ -130,6 +130,15 @@ def test_mapped_tensor_reads_a_tensor_in_place(tiny_checkpoint, tmp_path, dtype)
         assert any(start <= table.data_ptr() < end for start, end in ranges)
 
 
+def test_mapped_tensor_declines_what_it_cannot_view(tmp_path):
+    file, key = tmp_path / "model.safetensors", "decoder.token_embedding.weight"
+    save_file({"model.decoder.embed_tokens.weight": torch.arange(6)}, file)
+    assert mapped_tensor(tmp_path, key) is None  # not floating-point
+    file.write_bytes(b"\xff" * 8 + b"{}")  # a header it cannot read
+    assert mapped_tensor(tmp_path, key) is None
+    assert mapped_tensor(tmp_path / "missing", key) is None
+
+
 def test_mapped_tensor_finds_the_shard_that_holds_it(tiny_checkpoint, tmp_path):
     folder = _copy(tiny_checkpoint, tmp_path)
     state = load_file(folder / "model.safetensors")

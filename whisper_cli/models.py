@@ -11,6 +11,7 @@ before any tensor is allocated, and every key and shape is checked against the m
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -362,12 +363,21 @@ def mapped_tensor(folder: Path, key: str) -> torch.Tensor | None:
             continue
         entry = header[names[0]]
         dtype = getattr(torch, _SAFETENSORS_FLOATS.get(entry.get("dtype"), ""), None)
-        begin, end = (8 + header_size + offset for offset in entry["data_offsets"])
-        if dtype is None or begin % dtype.itemsize:
+        try:
+            begin, end = (8 + header_size + int(offset) for offset in entry["data_offsets"])
+            shape = [int(n) for n in entry["shape"]]
+        except (KeyError, TypeError, ValueError):
             return None
         size = file.stat().st_size
+        if (
+            dtype is None
+            or begin % dtype.itemsize
+            or end - begin != dtype.itemsize * math.prod(shape)
+            or end > size
+        ):
+            return None
         mapped = torch.from_file(str(file), shared=False, size=size, dtype=torch.uint8)
-        return mapped[begin:end].view(dtype).view(entry["shape"])
+        return mapped[begin:end].view(dtype).view(shape)
     return None
 
 
@@ -424,12 +434,16 @@ def _map_lookup_table(model: Whisper, folder: Path) -> None:
     it holds in memory the pages of the tokens seen (a few MB) rather than a copy of the whole
     table (53 MB for base in float16). The values are those of the copy: the checkpoint's,
     widened to float32 exactly, or halved only where float16 holds them exactly."""
+    import torch
     from torch import nn
 
     table = mapped_tensor(folder, "decoder.token_embedding.weight")
-    embedding = model.decoder.token_embedding
-    if table is not None and table.shape == embedding.weight.shape:
-        embedding.weight = nn.Parameter(table, requires_grad=False)
+    copy = model.decoder.token_embedding.weight
+    if table is None or table.shape != copy.shape:
+        return
+    ends = [0, -1]  # the same file still: a cheap look at two rows
+    if torch.equal(table[ends].to(copy.dtype), copy[ends]):
+        model.decoder.token_embedding.weight = nn.Parameter(table, requires_grad=False)
 
 
 def _alignment_heads(folder: Path) -> list[tuple[int, int]] | None:
