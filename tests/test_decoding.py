@@ -12,6 +12,7 @@ from whisper_cli.decoding import (
     BeamSearchDecoder,
     DecodingOptions,
     DecodingTask,
+    FinishTheWindow,
     SuppressBlank,
     compression_ratio,
     decode,
@@ -101,6 +102,50 @@ def test_suppress_blank_only_at_the_first_sampled_token():
     assert (later > NEG).all()
 
 
+def _finish(reach):
+    return FinishTheWindow(2, FakeTokenizer.eot, FakeTokenizer.timestamp_begin, reach)
+
+
+def test_no_end_after_a_pair_of_timestamps_before_the_reach():
+    rule = _finish(torch.tensor([20, 20, 20, 20]))  # reach: <|0.16|>, timestamp 8
+    tokens = torch.tensor(
+        [
+            [0, 1, 12, 4, 15, 15],  # a pair at 3, before the reach: the text must go on
+            [0, 1, 12, 4, 15, 16],  # the same with the next segment opening a little later
+            [0, 1, 12, 4, 15, 4],  # inside a segment: free
+            [0, 1, 12, 4, 4, 15],  # a segment just closed (the end may follow): free
+        ]
+    )
+    logits = torch.zeros(4, 30)
+    rule.apply(logits, tokens)
+    assert logits[:, 10].tolist() == [NEG, NEG, 0.0, 0.0]
+    assert (logits[:, :10] == 0).all() and (logits[:, 11:] == 0).all()  # nothing else
+
+
+def test_the_end_is_free_once_the_pair_reaches_the_reach():
+    rule = _finish(torch.tensor([17, 16, 17]))
+    tokens = torch.tensor([[0, 1, 12, 4, 15, 17], [0, 1, 12, 4, 15, 16], [0, 1, 12, 4, 15, 16]])
+    logits = torch.zeros(3, 30)
+    rule.apply(logits, tokens)
+    assert logits[:, 10].tolist() == [0.0, 0.0, NEG]
+
+
+def test_nothing_is_ruled_before_two_tokens_are_sampled():
+    rule = _finish(torch.tensor([29]))
+    for sampled in ([], [12]):
+        logits = torch.zeros(1, 30)
+        rule.apply(logits, torch.tensor([[0, 1, *sampled]]))
+        assert (logits == 0).all()
+
+
+def test_the_reach_follows_the_rows_that_stay():
+    rule = _finish(torch.tensor([29, 29, 12, 12]))  # two audios of two rows each
+    rule.keep(torch.tensor([2, 3]))  # the first audio left the batch
+    logits = torch.zeros(2, 30)
+    rule.apply(logits, torch.tensor([[0, 1, 12, 4, 15, 15]] * 2))
+    assert (logits[:, 10] == 0).all()  # the second audio's reach, 12, is behind it
+
+
 def test_compression_ratio_rises_with_repetition():
     assert compression_ratio("") == 0.0
     varied = "The quick brown fox jumps over the lazy dog."
@@ -166,6 +211,28 @@ def test_random_model_output_respects_the_timestamp_rules(tiny_model):
     assert stamps == sorted(stamps)
 
 
+def _ends_early(tokens, begin, reach):
+    """Whether `tokens` end on a pair of timestamps earlier than `reach` (a token)."""
+    return len(tokens) >= 2 and tokens[-2] >= begin and reach > tokens[-1] >= begin
+
+
+def test_no_window_of_a_beam_batch_ends_before_its_reach(tiny_model):
+    """Audios of one batch with their own reach, and leaving it at different steps."""
+    features = _tiny_features(tiny_model, batch=3)
+    options = DecodingOptions(language="en", sample_len=30, beam_size=2)
+    task = DecodingTask(tiny_model.model, tiny_model.tokenizer, options)
+    reach = [29.0, 0.0, 12.0]
+    results = task.run(features, reach)
+    begin = tiny_model.tokenizer.timestamp_begin
+    for result, seconds in zip(results, reach, strict=True):
+        assert len(result.tokens) == 30 or not _ends_early(
+            result.tokens, begin, begin + round(seconds / 0.02)
+        )
+    # a reach of 0 rules nothing: that audio decodes as it does without one
+    alone = DecodingTask(tiny_model.model, tiny_model.tokenizer, options).run(features[1:2])
+    assert results[1].tokens == alone[0].tokens
+
+
 def test_sampling_is_reproducible_with_a_seed(tiny_model):
     features = _tiny_features(tiny_model)
     options = DecodingOptions(language="en", sample_len=15, temperature=1.0, best_of=3)
@@ -217,6 +284,25 @@ def test_window_tokens_equal_the_reference(real_model, audio_dir, kind, options)
         else:
             assert result.avg_logprob == pytest.approx(expected["avg_logprob"], abs=1e-3)
     assert not mismatches
+
+
+@pytest.mark.real_model
+def test_a_window_stopping_early_goes_on_to_its_reach(real_model, audio_dir):
+    """The long-form file's first 27.5 s stop in the middle of a sentence that goes on past
+    them: greedy decoding stops at the start of that sentence; with a reach of 27 s it
+    transcribes it, the same tokens up to there."""
+    audio = load_audio(audio_dir / "en_longform_dev.flac")[round(0.53 * 16000) : 28 * 16000]
+    mel = log_mel_spectrogram(audio, real_model.model.dims.n_mels, padding=N_SAMPLES)
+    with torch.inference_mode():
+        features = real_model.model.encoder(pad_or_trim(mel, N_FRAMES)[None])
+    task = DecodingTask(real_model.model, real_model.tokenizer, DecodingOptions(language="en"))
+    begin = real_model.tokenizer.timestamp_begin
+    free = task.run(features)[0].tokens
+    assert _ends_early(free, begin, begin + 27 * 50)  # what the reach is there for
+    (reached,) = task.run(features, [27.0])
+    assert reached.tokens[: len(free)] == free
+    assert not _ends_early(reached.tokens, begin, begin + 27 * 50)
+    assert "foe" in reached.text[len(real_model.tokenizer.decode(list(free))) :]
 
 
 @pytest.mark.real_model

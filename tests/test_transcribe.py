@@ -11,7 +11,7 @@ from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, parse_clip_timestamps
-from whisper_cli.transcribe import split_window, transcribe_stream
+from whisper_cli.transcribe import decode_with_fallback, split_window, transcribe_stream
 
 BEGIN = 1000  # timestamp_begin in the splitting tests
 
@@ -88,6 +88,36 @@ def test_progress_reaches_the_duration(tiny_model):
     )
     assert reports and reports[-1] == (3.0, 3.0)
     assert [d for d, _ in reports] == sorted(d for d, _ in reports)
+
+
+def test_fallback_goes_on_from_a_first_result_already_decoded(tiny_model, monkeypatch):
+    import torch
+
+    from whisper_cli.decoding import DecodingOptions, DecodingResult, DecodingTask
+
+    runs = []
+    original = DecodingTask.run
+    monkeypatch.setattr(
+        DecodingTask,
+        "run",
+        lambda self, *a: runs.append(self.options.temperature) or original(self, *a),
+    )
+    mel = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(2))
+    features = tiny_model.model.encoder(mel)
+    options = TranscribeOptions(
+        decoding=DecodingOptions(language="en", sample_len=8), temperatures=(0.0, 0.5)
+    )
+    fine = DecodingResult("en", (1, 2), "words", -0.2, -0.6, 0.0, 0.0, 1.0)
+    assert decode_with_fallback(tiny_model, features, options.decoding, options, first=fine) == (
+        fine,
+        False,
+    )
+    assert runs == []  # acceptable: nothing decoded
+    unsure = DecodingResult("en", (1, 2), "words", -3.0, -9.0, 0.0, 0.0, 1.0)
+    decode_with_fallback(tiny_model, features, options.decoding, options, first=unsure)
+    assert runs == [0.5]  # only the next temperature
+    decode_with_fallback(tiny_model, features, options.decoding, options)
+    assert runs == [0.5, 0.0, 0.5] or runs == [0.5, 0.0]
 
 
 def test_hallucination_threshold_needs_word_timestamps(tiny_model):

@@ -7,13 +7,21 @@ and decoded as one batch. A chunk covers the audio from the start of its first r
 end of its last, pauses included, so its timestamps need no remapping.
 
 Unlike the batched pipelines of faster-whisper and whisperX, each chunk keeps what makes the
-sequential algorithm faithful: timestamp tokens cut it into segments; when the model stops
-before the chunk's end (Whisper often ends a window early, expecting the next window to
-carry on), the chunk's loop seeks to its last timestamp and decodes the rest; a window whose
-text is too repetitive or too unsure is decoded again at rising temperatures (alone, with the
-usual fallback); a window the model calls silent is dropped. What it gives up: the previous
+sequential algorithm faithful: timestamp tokens cut it into segments; a window whose text is
+too repetitive or too unsure is decoded again at rising temperatures (alone, with the usual
+fallback); a window the model calls silent is dropped. What it gives up: the previous
 window's text as a prompt (the windows of one batch share one prompt: the initial prompt)
 and the hallucination-silence rules.
+
+Whisper often stops a window at the start of a sentence that runs on past its end, leaving it
+to the next window. A chunk has no next window (its end is where its speech ends, or a cut
+inside a region too long for one window), so the model may not stop after opening a segment
+more than `LEFT_UNSAID` before the chunk's end (`FinishTheWindow`): it transcribes that
+sentence in the window it began in, with the words before it, instead of leaving the rest to
+a window of its own without them, which also costs an encoder pass. Should a window still end
+short of the chunk's end (the text limit, or a last segment opened within `LEFT_UNSAID` of it
+that voice activity detection calls speech), the chunk's loop seeks to its last timestamp and
+decodes the rest, as the sequential loop does.
 
 The language, when not given, is detected on the first chunk's window, the first to be decoded,
 rather than on the recording's first 30 s (which may hold no speech); its encoder output then
@@ -51,6 +59,9 @@ from whisper_cli.vad import SpeechDetector, merge_regions
 # speech regions as faster-whisper's batched pipeline finds them
 MIN_SILENCE = 0.16  # seconds of pause that end a region
 SPEECH_PAD = 0.4  # seconds kept around each region
+# the most a window may leave untranscribed at its chunk's end (`FinishTheWindow`): a little
+# more than the pad after the chunk's last speech
+LEFT_UNSAID = 0.5  # seconds
 
 
 def speech_chunks(detector: SpeechDetector, duration: float) -> list[tuple[int, int]]:
@@ -103,14 +114,16 @@ def batched_segments(
         active = [chunk for chunk in active if chunk.index not in done]
         while next_chunk in done:  # chunks finish out of order; segments leave in order
             chunk = done.pop(next_chunk)
+            # the model may place a timestamp in the padding after the chunk: no further
+            end = min(chunk.end / FRAMES_PER_SECOND, duration)
             for pending, result in chunk.found:
                 text = shown_text(pending, tokenizer)
                 if text is None:
                     continue
-                yield to_segment(pending, next_id, text, result, duration, options.word_timestamps)
+                yield to_segment(pending, next_id, text, result, end, options.word_timestamps)
                 next_id += 1
             if progress is not None:
-                progress(min(chunk.end / FRAMES_PER_SECOND, duration), duration)
+                progress(end, duration)
             next_chunk += 1
     if progress is not None:
         progress(duration, duration)
@@ -148,11 +161,14 @@ def _decode_round(
     sizes = [min(N_FRAMES, chunk.end - chunk.seek) for chunk in chunks]
     features = _encode_windows(encode, [(c.seek, n) for c, n in zip(chunks, sizes, strict=True)])
     first_attempt = at_temperature(decoding, options.temperatures[0])
-    results = DecodingTask(model.model, tokenizer, first_attempt).run(features)
+    reach = [max(0.0, size / FRAMES_PER_SECOND - LEFT_UNSAID) for size in sizes]
+    results = DecodingTask(model.model, tokenizer, first_attempt).run(features, reach)
     for row, (chunk, size, result) in enumerate(zip(chunks, sizes, results, strict=True)):
         row_features = features[row : row + 1]
         if judge(result, options).needs_fallback and len(options.temperatures) > 1:
-            result = decode_with_fallback(model, row_features, decoding, options)[0]
+            result, _ = decode_with_fallback(
+                model, row_features, decoding, options, reach[row], first=result
+            )
         if is_silent(result, options):
             chunk.seek += size
             continue

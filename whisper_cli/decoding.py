@@ -61,6 +61,9 @@ class LogitFilter:
         """logits: (B, n_vocab) of the next token; tokens: (B, T) so far, prompt included."""
         raise NotImplementedError
 
+    def keep(self, rows: Tensor) -> None:
+        """Forget every row but `rows` (indices): their audios have left the batch."""
+
 
 class SuppressBlank(LogitFilter):
     """No blank (a lone space) and no end of text as the first sampled token."""
@@ -136,6 +139,33 @@ class ApplyTimestampRules(LogitFilter):
         max_text_score = logits[:, :begin].float().amax(dim=-1)
         for row in (timestamp_score > max_text_score).nonzero()[:, 0].tolist():
             logits[row, :begin] = -torch.inf
+
+
+class FinishTheWindow(LogitFilter):
+    """No end of text right after a pair of timestamps earlier than the row's `reach`
+    (timestamp token, one per row): the text must go on to the window's end.
+
+    Whisper ends a window early when its last sentence runs on past the window's end, leaving
+    the rest to the next window. A speech chunk of batched mode has no next window: its rest
+    would be decoded alone, without the words before it.
+    """
+
+    def __init__(self, sample_begin: int, eot: int, timestamp_begin: int, reach: Tensor):
+        self.sample_begin = sample_begin
+        self.eot = eot
+        self.timestamp_begin = timestamp_begin
+        self.reach = reach  # (B,)
+
+    def apply(self, logits: Tensor, tokens: Tensor) -> None:
+        if tokens.shape[1] - self.sample_begin < 2:
+            return
+        last, penultimate = tokens[:, -1], tokens[:, -2]  # (B,)
+        pair_closed = (penultimate >= self.timestamp_begin) & (last >= self.timestamp_begin)
+        early = pair_closed & (last < self.reach.to(last.device))
+        logits[:, self.eot].masked_fill_(early, -torch.inf)
+
+    def keep(self, rows: Tensor) -> None:
+        self.reach = self.reach[rows.to(self.reach.device)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +438,7 @@ class DecodingTask:
         return sorted(suppress)
 
     def _main_loop(
-        self, audio_features: Tensor, tokens: Tensor
+        self, audio_features: Tensor, tokens: Tensor, logit_filters: list[LogitFilter]
     ) -> tuple[list[list[list[int]]], list[list[float]], list[float]]:
         """Sample until every audio has ended: the candidates of each audio (token lists), their
         sum log-probabilities, and each audio's no-speech probability.
@@ -442,7 +472,7 @@ class DecodingTask:
                 logprobs[alive[position]] = scores[position]
 
         for _ in range(self.sample_len):
-            for logit_filter in self.logit_filters:
+            for logit_filter in logit_filters:
                 logit_filter.apply(logits, tokens)
             tokens, done = self.decoder.update(tokens, logits, sum_logprobs, cache)
             if all(done) or tokens.shape[-1] > self.n_ctx:
@@ -452,6 +482,8 @@ class DecodingTask:
                 staying = [position for position, ended in enumerate(done) if not ended]
                 picked = torch.tensor(rows_of(staying, group), device=tokens.device)
                 tokens, sum_logprobs = tokens[picked], sum_logprobs[picked]
+                for logit_filter in logit_filters:
+                    logit_filter.keep(picked)
                 cache.keep_audio(staying)
                 self.decoder.keep(staying)
                 alive = [alive[position] for position in staying]
@@ -461,9 +493,24 @@ class DecodingTask:
         return candidates, logprobs, no_speech_probs
 
     @torch.inference_mode()
-    def run(self, audio_features: Tensor) -> list[DecodingResult]:
-        """audio_features: (n_audio, S, C) → one result per audio."""
+    def run(
+        self, audio_features: Tensor, reach: Sequence[float] | None = None
+    ) -> list[DecodingResult]:
+        """audio_features: (n_audio, S, C) → one result per audio.
+
+        reach: seconds into each window that its text must reach before it may end after a
+        pair of timestamps (`FinishTheWindow`); None: wherever the model likes.
+        """
         self.decoder.reset()
+        logit_filters = list(self.logit_filters)
+        if reach is not None and not self.options.without_timestamps:
+            precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx  # 0.02 s per timestamp
+            begin = self.tokenizer.timestamp_begin
+            indices = [begin + round(seconds / precision) for seconds in reach]
+            rows = torch.tensor(indices).repeat_interleave(self.n_group)  # (n_audio * n_group,)
+            logit_filters.append(
+                FinishTheWindow(self.sample_begin, self.tokenizer.eot, begin, rows)
+            )
         n_audio = audio_features.shape[0]
         languages: list[str | None] = [self.options.language] * n_audio
         language_probs: list[dict[str, float] | None] = [None] * n_audio
@@ -476,7 +523,9 @@ class DecodingTask:
             tokens[:, self.sot_index + 1] = column.to(tokens.device)
 
         tokens = tokens.repeat_interleave(self.n_group, dim=0)  # (n_audio * n_group, T)
-        candidates, candidate_logprobs, no_speech_probs = self._main_loop(audio_features, tokens)
+        candidates, candidate_logprobs, no_speech_probs = self._main_loop(
+            audio_features, tokens, logit_filters
+        )
         eot = self.tokenizer.eot
         candidates = [
             [seq[self.sample_begin : seq.index(eot, self.sample_begin)] for seq in group]

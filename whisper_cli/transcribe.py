@@ -211,15 +211,23 @@ def decode_with_fallback(
     features: torch.Tensor,
     decoding: DecodingOptions,
     options: TranscribeOptions,
+    reach: float | None = None,
+    first: DecodingResult | None = None,
 ) -> tuple[DecodingResult, bool]:
-    """Decode one window at rising temperatures until the result is acceptable.
+    """Decode one window at rising temperatures until the result is acceptable (`reach`: as
+    `DecodingTask.run`'s, for this window; `first`: the first temperature's result, when it
+    is already decoded).
 
     Returns the result and whether sampling went above 0.5 (the prompt is then dropped).
     """
     attempts: list[_Attempt] = []
-    for temperature in options.temperatures:
-        task = DecodingTask(model.model, model.tokenizer, at_temperature(decoding, temperature))
-        attempt = judge(task.run(features)[0], options)
+    for index, temperature in enumerate(options.temperatures):
+        if index == 0 and first is not None:
+            result = first
+        else:
+            task = DecodingTask(model.model, model.tokenizer, at_temperature(decoding, temperature))
+            result = task.run(features, None if reach is None else [reach])[0]
+        attempt = judge(result, options)
         attempts.append(attempt)
         if not attempt.needs_fallback:
             return attempt.result, temperature > 0.5
