@@ -37,6 +37,28 @@ def test_step_by_step_decoding_equals_one_pass(tiny):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_cache_positions_are_never_read_before_they_are_written(tiny):
+    """The buffers are allocated without zeroing: filled with NaN, nothing changes, with or
+    without a shared prompt."""
+    features = _features(tiny)
+    tokens = torch.tensor([[50258, 50259, 50359, 50364, 400, 401]])
+    for group in (1, 2):
+        clean, poisoned = (tiny.decoder.new_cache(features, 1) for _ in range(2))
+        outputs = []
+        for cache, poison in ((clean, False), (poisoned, True)):
+            if poison:
+                cache.key.fill_(torch.nan), cache.value.fill_(torch.nan)
+            out = [tiny.decoder(tokens[:, :3], cache)]
+            cache.share_prompt(group)
+            if poison and group > 1:  # the rows' own buffers are new
+                cache.key.fill_(torch.nan), cache.value.fill_(torch.nan)
+            rows = tokens.repeat(group, 1)
+            out += [tiny.decoder(rows[:, i : i + 1], cache)[:1] for i in range(3, 6)]
+            outputs.append(torch.cat(out, dim=1))
+        assert outputs[1].isfinite().all()
+        torch.testing.assert_close(outputs[1], outputs[0], atol=0, rtol=0)
+
+
 def test_rows_sharing_audio_equal_rows_with_copied_audio(tiny):
     """Beams fold into the query length of their audio's cross-attention."""
     features = _features(tiny, batch=2)

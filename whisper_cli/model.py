@@ -128,8 +128,10 @@ class KVCache:
         self, n_layer: int, batch: int, n_ctx: int, n_state: int, n_head: int, like: Tensor
     ):
         shape = (n_layer, batch, n_head, n_ctx, n_state // n_head)
-        self.key = like.new_zeros(shape)  # (L, B, H, room, D): n_ctx, or what is left after
-        self.value = like.new_zeros(shape)  # the shared prompt
+        # (L, B, H, room, D): n_ctx, or what is left after the shared prompt; a position is
+        # read only once written, so the buffers need no zeroing
+        self.key = like.new_empty(shape)
+        self.value = like.new_empty(shape)
         self.length = 0  # tokens written so far, the shared ones included
         self.group = 1  # rows per audio
         # the prompt's keys/values, once per group of rows: (L, B / group, H, shared, D)
