@@ -154,18 +154,18 @@ class FinishTheWindow(LogitFilter):
         self.sample_begin = sample_begin
         self.eot = eot
         self.timestamp_begin = timestamp_begin
-        self.reach = reach  # (B,)
+        self.reach = reach  # (B,), on the device of the tokens
 
     def apply(self, logits: Tensor, tokens: Tensor) -> None:
         if tokens.shape[1] - self.sample_begin < 2:
             return
         last, penultimate = tokens[:, -1], tokens[:, -2]  # (B,)
         pair_closed = (penultimate >= self.timestamp_begin) & (last >= self.timestamp_begin)
-        early = pair_closed & (last < self.reach.to(last.device))
+        early = pair_closed & (last < self.reach)
         logits[:, self.eot].masked_fill_(early, -torch.inf)
 
     def keep(self, rows: Tensor) -> None:
-        self.reach = self.reach[rows.to(self.reach.device)]
+        self.reach = self.reach[rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +384,7 @@ class DecodingTask:
         self.initial_tokens = self._initial_tokens()
         self.sample_begin = len(self.initial_tokens)
         self.sot_index = self.initial_tokens.index(tokenizer.sot)
+        self.time_precision = CHUNK_LENGTH / model.dims.n_audio_ctx  # 0.02 s per timestamp
 
         # seam 1: which tokens may be sampled at each step
         self.logit_filters: list[LogitFilter] = []
@@ -392,10 +393,9 @@ class DecodingTask:
         if options.suppress_tokens:
             self.logit_filters.append(SuppressTokens(self._suppressed_tokens()))
         if not options.without_timestamps:
-            precision = CHUNK_LENGTH / model.dims.n_audio_ctx  # 0.02 s per timestamp token
             max_initial = None
             if options.max_initial_timestamp:
-                max_initial = round(options.max_initial_timestamp / precision)
+                max_initial = round(options.max_initial_timestamp / self.time_precision)
             self.logit_filters.append(
                 ApplyTimestampRules(tokenizer, self.sample_begin, max_initial)
             )
@@ -504,10 +504,10 @@ class DecodingTask:
         self.decoder.reset()
         logit_filters = list(self.logit_filters)
         if reach is not None and not self.options.without_timestamps:
-            precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx  # 0.02 s per timestamp
             begin = self.tokenizer.timestamp_begin
-            indices = [begin + round(seconds / precision) for seconds in reach]
-            rows = torch.tensor(indices).repeat_interleave(self.n_group)  # (n_audio * n_group,)
+            indices = [begin + round(seconds / self.time_precision) for seconds in reach]
+            rows = torch.tensor(indices, device=audio_features.device)
+            rows = rows.repeat_interleave(self.n_group)  # (n_audio * n_group,)
             logit_filters.append(
                 FinishTheWindow(self.sample_begin, self.tokenizer.eot, begin, rows)
             )
