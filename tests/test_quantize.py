@@ -15,28 +15,25 @@ def _relative_row_errors(out: torch.Tensor, expected: torch.Tensor) -> torch.Ten
     return (out - expected).norm(dim=1) / expected.norm(dim=1)
 
 
-def test_row_ranges_keep_quiet_rows_as_precise_as_loud_ones():
+def test_quiet_rows_are_as_precise_as_loud_ones():
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(64, 256, generator=generator) * 0.05
-    # rows three orders of magnitude apart, as an encoder's 1500 frames can be
+    # rows three orders of magnitude apart, as an encoder's 1500 frames can be; with one range
+    # for the whole input (the kernel's own way) the quietest row's error is above 20 %
     x = torch.randn(8, 256, generator=generator) * torch.logspace(-3, 0, 8)[:, None]
     expected = x @ weight.T
     with torch.inference_mode():
-        per_row = _relative_row_errors(Int8Linear(weight, row_ranges=True)(x), expected)
-        one_range = _relative_row_errors(Int8Linear(weight)(x), expected)
-    assert per_row.max() < 0.02
-    assert one_range[0] > 0.2  # the quietest row, quantised with the loudest row's range
-    assert one_range[-1] < 0.02
+        errors = _relative_row_errors(Int8Linear(weight)(x), expected)
+    assert errors.max() < 0.02
 
 
-@pytest.mark.parametrize("row_ranges", [False, True])
-def test_the_bias_is_added_once(row_ranges):
+def test_the_bias_is_added_once():
     generator = torch.Generator().manual_seed(1)
     weight = torch.randn(48, 128, generator=generator) * 0.05
     bias = torch.randn(48, generator=generator)
     x = torch.randn(2, 5, 128, generator=generator)
     with torch.inference_mode():
-        out = Int8Linear(weight, bias, row_ranges=row_ranges)(x)
+        out = Int8Linear(weight, bias)(x)
     expected = x @ weight.T + bias
     assert out.shape == (2, 5, 48)
     assert ((out - expected).norm() / expected.norm()).item() < 0.02
@@ -60,7 +57,7 @@ def test_a_silent_row_stays_silent():
     x = torch.zeros(2, 32)
     x[1] = 1.0
     with torch.inference_mode():
-        out = Int8Linear(weight, bias, row_ranges=True)(x)
+        out = Int8Linear(weight, bias)(x)
     assert torch.isfinite(out).all()
     assert torch.allclose(out[0], bias)
 
@@ -69,7 +66,7 @@ def test_a_silent_row_stays_silent():
 def test_int8_stays_close_to_float32_on_real_speech(real_model, real_model_path, audio_dir):
     """The encoder's output over the speech, and the next-token distributions along float32's
     transcript, all tokens at once (as a prompt of previous text is read). The bounds sit
-    between this code (0.076 and 0.003) and 8-bit weights with one 7-bit range per input,
+    between this code (0.064 and 0.002) and 8-bit weights with one 7-bit range per input,
     PyTorch's usual dynamic int8 (0.23 and 0.059)."""
     int8 = load_model(real_model_path, device="cpu", compute_type="int8")
     path = str(audio_dir / "en_ls_2412-153948-0000.flac")
@@ -93,3 +90,21 @@ def test_int8_stays_close_to_float32_on_real_speech(real_model, real_model_path,
     kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean().item()
     assert 0 < kl < 0.015
     assert (log_p.argmax(-1) == log_q.argmax(-1)).float().mean() > 0.95
+
+
+@pytest.mark.real_model
+def test_int8_keeps_float32s_words(real_model, real_model_path, audio_dir):
+    """Three recordings whose words int8 changed while only some layers took a range per row
+    ("there under" -> "they are under", "Leichenhalle" -> "Leichenhaler", "conseillers" ->
+    "conseillés"); with a range per row in every layer they are float32's."""
+    int8 = load_model(real_model_path, device="cpu", compute_type="int8")
+    for name, language in [
+        ("en_lj_LJ050-0131.wav", "en"),
+        ("de_pv_A.wav", "de"),
+        ("fr_pv_A.wav", "fr"),
+    ]:
+        audio = load_audio(str(audio_dir / name))
+        options = {"language": language, "beam_size": 5, "best_of": 5}
+        assert (
+            int8.transcribe(audio, **options).text == real_model.transcribe(audio, **options).text
+        ), name
