@@ -95,8 +95,9 @@ def test_int8_stays_close_to_float32_on_real_speech(real_model, real_model_path,
 @pytest.mark.real_model
 def test_int8_keeps_float32s_words(real_model, real_model_path, audio_dir):
     """Three recordings whose words int8 changed while only some layers took a range per row
-    ("there under" -> "they are under", "Leichenhalle" -> "Leichenhaler", "conseillers" ->
-    "conseillés"); with a range per row in every layer they are float32's."""
+    ("they are under" -> "there under", "Leichenhaler" -> "Leichenhalle", "conseillers" ->
+    "conseillés"; float32 is not always the right one, but it is what int8 stands in for).
+    With a range per row in every layer they are float32's."""
     int8 = load_model(real_model_path, device="cpu", compute_type="int8")
     for name, language in [
         ("en_lj_LJ050-0131.wav", "en"),
