@@ -14,7 +14,7 @@ Two choices keep the rounding error below CTranslate2's rather than several time
 - The kernel gives a whole input one range, so quiet rows lose precision next to loud ones
   (an encoder's 1500 frames span orders of magnitude). Each row is scaled to the same range
   first and scaled back after, as CTranslate2 quantises each row: a few element-wise passes,
-  ~30 us a call (~1 ms of a 13-ms decoding step of base with 5 beams). Over the 20 short
+  ~30 us a call (1-2 ms of a 10-13-ms decoding step of base with 5 beams). Over the 20 short
   recordings of `bench/int8_drift.py`, the words int8 changes from float32's transcripts:
   2.8 % with a range per row only in the MLPs' second layers and the vocabulary projection
   (where a layer-by-layer measure of the next-token distribution pointed), 2.2 % in every
