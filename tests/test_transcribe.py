@@ -90,6 +90,33 @@ def test_progress_reaches_the_duration(tiny_model):
     assert [d for d, _ in reports] == sorted(d for d, _ in reports)
 
 
+def test_each_window_gives_back_what_the_last_one_freed(tiny_model, monkeypatch):
+    """Before a window is encoded, and once a decoding's caches are built, freed memory goes
+    back to the system (`memory.release_freed_memory`)."""
+    from whisper_cli import memory
+    from whisper_cli.decoding import DecodingTask
+
+    events = []
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: lambda pad: events.append("release"))
+    model = tiny_model.model
+    for module, name in [(model.encoder, "forward"), (model.decoder, "new_cache")]:
+        original = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda *a, _f=original, _n=name: events.append(_n) or _f(*a)
+        )
+    run = DecodingTask.run
+    monkeypatch.setattr(DecodingTask, "run", lambda *a: (run(*a), events.append("decoded"))[0])
+    audio = np.random.default_rng(5).normal(0, 0.1, 16000 * 70).astype(np.float32)
+    tiny_model.transcribe(
+        audio, temperature=0.0, sample_len=4, language="en", skip_silent_windows=False
+    )
+    assert events.count("forward") >= 3  # 70 s: three windows at least
+    # every encoding starts from a release, none of them from a decoding's leftovers
+    assert events[0] == "release"
+    assert "decoded forward" not in " ".join(events)
+    assert " ".join(events).count("new_cache release") == events.count("new_cache")
+
+
 def test_fallback_goes_on_from_a_first_result_already_decoded(tiny_model, monkeypatch):
     import torch
 

@@ -39,6 +39,7 @@ import torch
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, exact_div
 from whisper_cli.decoding import DecodingResult, DecodingTask
 from whisper_cli.features import pad_or_trim
+from whisper_cli.memory import release_freed_memory
 from whisper_cli.options import DecodingOptions, TranscribeOptions
 from whisper_cli.results import Segment
 from whisper_cli.timing import PendingSegment, add_word_timestamps, split_at_pauses
@@ -136,6 +137,7 @@ def _encode_windows(encode: WindowEncoder, windows: list[tuple[int, int]]) -> to
     features = [encode.held(*window) for window in windows]
     missing = [window for window, held in zip(windows, features, strict=True) if held is None]
     if missing:
+        release_freed_memory()  # what the last round's decoding freed
         with torch.inference_mode():  # (batch, n_mels, 3000) → (batch, 1500, C)
             mels = torch.stack([pad_or_trim(encode.mel.window(*w), N_FRAMES) for w in missing])
             mels = mels.to(model.device, model.model.dtype)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from whisper_cli.constants import CHUNK_LENGTH
 from whisper_cli.errors import OptionsError
+from whisper_cli.memory import release_freed_memory
 from whisper_cli.model import KVCache, Whisper, rows_of
 from whisper_cli.options import DecodingOptions, verify_decoding
 from whisper_cli.tokenizer import Tokenizer
@@ -452,6 +453,7 @@ class DecodingTask:
         n_audio = n_rows // group
         sum_logprobs = torch.zeros(n_rows, device=tokens.device)
         cache = self.model.decoder.new_cache(audio_features, n_audio)
+        release_freed_memory()  # what the encoder and building the cache freed
         hidden = self.model.decoder(tokens[::group], cache)  # (n_audio, T, C)
         # the model's belief that the window holds no speech, at <|startoftranscript|>
         sot_logits = self.model.decoder.logits(hidden[:, self.sot_index])

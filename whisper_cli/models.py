@@ -700,4 +700,7 @@ def load_model(
     elif compute_type == "int8":
         raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
     tokenizer = _load_tokenizer(tokenizer_file, dims)
+    from whisper_cli.memory import release_freed_memory
+
+    release_freed_memory()  # what converting, laying out and parsing freed
     return WhisperModel(model, tokenizer, checkpoint.name, compute_type)

@@ -31,7 +31,6 @@ only when that holds its values exactly, so a float32 checkpoint loses nothing.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -165,18 +164,6 @@ def keep_exact_half(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> No
             child.weight = halve_if_exact(child.weight)
 
 
-def release_freed_memory() -> None:
-    """Give the memory freed so far back to the system where the C library can (glibc's
-    `malloc_trim`). glibc keeps a heap per thread, and what the packing threads freed (their
-    float32 copies of float16 blocks) no other thread reuses: 35 MiB of base's idle process,
-    20 at the peak of a transcription. Once, after loading, in a few milliseconds."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):  # not glibc
-        return
-    trim(0)
-
-
 def kept_at_half(model: Whisper, compute_type: str) -> set[str]:
     """The state-dict keys of the weights that may stay float16 from a float16 checkpoint
     when `model` computes in float32 on the CPU: those `prepare_for_cpu` would otherwise halve
@@ -243,6 +230,5 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
             for (module, name, _, _), layer in zip(layers, laid_out, strict=True):
                 if layer is not None:
                     setattr(module, name, layer)
-        release_freed_memory()
     if model.dtype == torch.float32:
         keep_exact_half(model.encoder, (Linear, Conv1d))

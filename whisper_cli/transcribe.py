@@ -41,6 +41,7 @@ from whisper_cli.constants import (
 from whisper_cli.decoding import DecodingResult, DecodingTask
 from whisper_cli.decoding import detect_language as detect_language_features
 from whisper_cli.features import LogMelFrames, pad_or_trim
+from whisper_cli.memory import release_freed_memory
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
 from whisper_cli.results import Segment, Transcript, Word
 from whisper_cli.timing import (
@@ -91,6 +92,7 @@ def log_mel_frames(
 def _window_features(model: WhisperModel, mel: torch.Tensor) -> torch.Tensor:
     """The encoder output of one padded 30-s mel window (n_mels, 3000) → (1, S, C)."""
     mel = pad_or_trim(mel, N_FRAMES).to(model.device, model.model.dtype)
+    release_freed_memory()  # what the last window's decoding freed
     with torch.inference_mode():
         return model.model.encoder(mel[None])
 

@@ -18,7 +18,9 @@ the next batch) and the output layer on all of them at once: 10-14x faster, the 
 computation in another order (probabilities within 1e-5 of the per-chunk model's; figures in
 bench/README.md). No approximation such as independent lanes with warm-up is needed. When the
 model loads, a short synthetic signal is run both ways; should a future silero-vad change its
-network so that they disagree, the per-chunk model is used instead.
+network so that they disagree, the per-chunk model is used instead. Otherwise the packaged
+model is let go (its graphs, its executor's state, the 8-kHz network): the batched one keeps
+only the 16-kHz weights.
 
 Regions. `speech_regions` turns the probabilities into speech regions in seconds with
 silero-vad's rules (`get_speech_timestamps`: hysteresis, minimum speech and silence, padding);
@@ -48,7 +50,6 @@ BATCH = 512  # chunks per batched call (16.4 s): enough to amortise it, little t
 _State = Any  # what a network carries from one batch of a stream to the next
 
 
-@lru_cache(maxsize=1)
 def _silero_jit() -> torch.jit.ScriptModule:
     import warnings
 
@@ -151,9 +152,11 @@ def _network() -> _BatchedNetwork | _ChunkByChunkNetwork:
         batched = _BatchedNetwork(jit)
         probe = _probe_signal()
         fast, _ = batched(probe, batched.start())
-        slow, _ = reference(probe, reference.start())
+        # unoptimised: optimising the graph for a check would cost memory the process keeps
+        with torch.jit.optimized_execution(False):
+            slow, _ = reference(probe, reference.start())
         if np.abs(fast - slow).max() <= 1e-4:
-            return batched
+            return batched  # the packaged model, its graph and the 8-kHz half are let go
     except (AttributeError, RuntimeError, TypeError, ValueError):  # another network layout
         pass
     return reference
