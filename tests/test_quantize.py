@@ -62,6 +62,25 @@ def test_a_silent_row_stays_silent():
     assert torch.allclose(out[0], bias)
 
 
+def test_a_weight_quantised_a_block_of_rows_at_a_time_is_quantised_as_a_whole(monkeypatch):
+    """Rows at a time (`BLOCK_ROWS`), from float16 as checkpoints hold them: the same int8
+    values and scales as quantising the float32 weight in one go."""
+    import warnings
+
+    monkeypatch.setattr(Int8Linear, "BLOCK_ROWS", 16)
+    weight = (torch.randn(50, 24, generator=torch.Generator().manual_seed(3)) * 0.1).half()
+    layer = Int8Linear(weight)
+    packed, _ = torch.ops.quantized.linear_unpack(layer._packed)
+    whole = weight.float()
+    scale = (whole.abs().amax(dim=1) / 63).clamp(min=1e-8).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        zero = torch.zeros(50, dtype=torch.long)
+        expected = torch.quantize_per_channel(whole, scale, zero, 0, torch.qint8)
+    assert torch.equal(packed.int_repr(), expected.int_repr())
+    assert torch.equal(packed.q_per_channel_scales(), expected.q_per_channel_scales())
+
+
 @pytest.mark.real_model
 def test_int8_stays_close_to_float32_on_real_speech(real_model, real_model_path, audio_dir):
     """The encoder's output over the speech, and the next-token distributions along float32's

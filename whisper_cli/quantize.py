@@ -40,15 +40,28 @@ class Int8Linear(nn.Module):
     """y = x @ weight.T + bias with int8 weights and activations, each row of the input
     quantised with its own range."""
 
+    # weight rows quantised at a time: a float32 copy of the whole 52k-row projection (106 MB
+    # from float16, its absolute values as much again) was the peak of loading in int8
+    BLOCK_ROWS = 4096
+
     def __init__(self, weight: Tensor, bias: Tensor | None = None):
         super().__init__()
-        weight = weight.detach().float()
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        scale = (weight.abs().amax(dim=1) / WEIGHT_LEVELS).clamp(min=1e-8).double()
-        zero = torch.zeros(self.out_features, dtype=torch.long)
+        weight = weight.detach()
+        self.out_features, self.in_features = weight.shape
+        values = torch.empty(weight.shape, dtype=torch.int8)
+        scales = []
         with warnings.catch_warnings():  # quantised tensors are announced as deprecated
             warnings.simplefilter("ignore", UserWarning)
-            quantised = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+            for start in range(0, self.out_features, self.BLOCK_ROWS):
+                rows = weight[start : start + self.BLOCK_ROWS].float()
+                scale = (rows.abs().amax(dim=1) / WEIGHT_LEVELS).clamp(min=1e-8).double()
+                zero = torch.zeros(len(rows), dtype=torch.long)
+                block = torch.quantize_per_channel(rows, scale, zero, 0, torch.qint8)
+                values[start : start + len(rows)] = block.int_repr()
+                scales.append(scale)
+            scale = torch.cat(scales)
+            zero = torch.zeros(self.out_features, dtype=torch.long)
+            quantised = torch._make_per_channel_quantized_tensor(values, scale, zero, 0)
         # the bias is added after scaling the rows back, not by the kernel
         self._bias = None if bias is None else bias.detach().float()
         self._packed = torch.ops.quantized.linear_prepack(quantised, None)
