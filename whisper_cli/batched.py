@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, exact_div
+from whisper_cli.constants import FRAMES_PER_SECOND, N_FRAMES
 from whisper_cli.decoding import DecodingResult, DecodingTask
 from whisper_cli.features import pad_or_trim
 from whisper_cli.memory import release_freed_memory
@@ -157,8 +157,7 @@ def _decode_round(
     """Decode the current window of each chunk as one batch, and move each chunk's seek on."""
     model = encode.model
     tokenizer = model.tokenizer
-    input_stride = exact_div(N_FRAMES, model.model.dims.n_audio_ctx)  # mel frames per token: 2
-    time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp: 0.02
+    input_stride, time_precision = model.model.dims.input_stride, model.model.dims.time_precision
     sot_sequence = tokenizer.sot_sequence(decoding.language, decoding.task)
     sizes = [min(N_FRAMES, chunk.end - chunk.seek) for chunk in chunks]
     features = _encode_windows(encode, [(c.seek, n) for c, n in zip(chunks, sizes, strict=True)])

@@ -18,4 +18,3 @@ FRAMES_PER_SECOND = exact_div(SAMPLE_RATE, HOP_LENGTH)  # 100 mel frames per sec
 # encoder output
 N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # the encoder's stride-2 convolution halves the frames
 TOKENS_PER_SECOND = exact_div(SAMPLE_RATE, N_SAMPLES_PER_TOKEN)  # 50 audio tokens per second
-TIME_PRECISION = 1 / TOKENS_PER_SECOND  # 0.02 s: one timestamp token, one audio token

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from whisper_cli.constants import CHUNK_LENGTH
 from whisper_cli.errors import OptionsError
 from whisper_cli.memory import release_freed_memory
 from whisper_cli.model import KVCache, Whisper, rows_of
@@ -385,7 +384,7 @@ class DecodingTask:
         self.initial_tokens = self._initial_tokens()
         self.sample_begin = len(self.initial_tokens)
         self.sot_index = self.initial_tokens.index(tokenizer.sot)
-        self.time_precision = CHUNK_LENGTH / model.dims.n_audio_ctx  # 0.02 s per timestamp
+        self.time_precision = model.dims.time_precision  # 0.02 s per timestamp
 
         # seam 1: which tokens may be sampled at each step
         self.logit_filters: list[LogitFilter] = []

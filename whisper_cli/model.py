@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from whisper_cli.constants import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, exact_div
+
 
 @dataclass(frozen=True)
 class ModelDimensions:
@@ -27,6 +29,16 @@ class ModelDimensions:
     n_text_state: int
     n_text_head: int
     n_text_layer: int
+
+    @property
+    def input_stride(self) -> int:
+        """Mel frames per audio position: 2, the encoder's second convolution's stride."""
+        return exact_div(N_FRAMES, self.n_audio_ctx)
+
+    @property
+    def time_precision(self) -> float:
+        """Seconds per timestamp token, one audio position: 0.02."""
+        return self.input_stride * HOP_LENGTH / SAMPLE_RATE
 
 
 class SkipInitOnMeta(nn.Module):

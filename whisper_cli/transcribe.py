@@ -36,7 +36,6 @@ from whisper_cli.constants import (
     N_FRAMES,
     N_SAMPLES,
     SAMPLE_RATE,
-    exact_div,
 )
 from whisper_cli.decoding import DecodingResult, DecodingTask
 from whisper_cli.decoding import detect_language as detect_language_features
@@ -352,8 +351,7 @@ def _seek_loop(
     model = encode.model
     tokenizer = model.tokenizer
     dims = model.model.dims
-    input_stride = exact_div(N_FRAMES, dims.n_audio_ctx)  # mel frames per audio token: 2
-    time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # seconds per timestamp: 0.02
+    input_stride, time_precision = dims.input_stride, dims.time_precision
     content_duration = content_frames * HOP_LENGTH / SAMPLE_RATE
     sot_sequence = tokenizer.sot_sequence(decoding.language, decoding.task)
 
