@@ -1,6 +1,8 @@
 """Dynamic int8 linear layers: ranges per row, bias, no saturation, and on real speech how far
 int8 moves the model from float32."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -65,8 +67,6 @@ def test_a_silent_row_stays_silent():
 def test_a_weight_quantised_a_block_of_rows_at_a_time_is_quantised_as_a_whole(monkeypatch):
     """Rows at a time (`BLOCK_ROWS`), from float16 as checkpoints hold them: the same int8
     values and scales as quantising the float32 weight in one go."""
-    import warnings
-
     monkeypatch.setattr(Int8Linear, "BLOCK_ROWS", 16)
     weight = (torch.randn(50, 24, generator=torch.Generator().manual_seed(3)) * 0.1).half()
     layer = Int8Linear(weight)
