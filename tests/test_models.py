@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import lay_out_hub_cache, require
+from tests.conftest import REFERENCE, lay_out_hub_cache, require
 from whisper_cli.errors import ModelError
 from whisper_cli.models import (
     MODELS,
@@ -383,6 +383,18 @@ def test_pytorch_model_bin_is_downloaded_only_without_safetensors(monkeypatch, f
     patterns = _download_patterns("facebook/s2t-small-librispeech-asr", None)
     assert ("pytorch_model.bin" in patterns) == wants_bin
     assert {"config.json", "vocab.json", "tokenizer_config.json"} <= set(patterns) <= set(HUB_FILES)
+
+
+@pytest.mark.parametrize("family", ["whisper", "speech2text"])
+def test_loading_gives_back_what_it_freed(tiny_checkpoint, monkeypatch, family):
+    """Once loaded, whichever the model, the memory loading freed goes back to the system."""
+    from whisper_cli import memory
+
+    trims = []
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: trims.append)
+    path = tiny_checkpoint if family == "whisper" else REFERENCE / "speech2text" / "tiny-asr"
+    load_model(path, device="cpu")
+    assert trims == [0]
 
 
 def test_loading_does_not_import_torch_dynamo(tiny_checkpoint):

@@ -652,6 +652,8 @@ def load_model(
 ) -> WhisperModel | Speech2TextModel:
     """Find, download if needed, and load a model ready to transcribe: Whisper, or a
     Speech2Text / Speech2Text2 checkpoint (told apart by its config.json's model_type)."""
+    from whisper_cli.memory import release_freed_memory
+
     torch_device = resolve_device(device)
     dtype = _compute_dtype(compute_type, torch_device)
     checkpoint = resolve_model(name_or_path, revision, offline, cache_dir, download_progress)
@@ -671,9 +673,11 @@ def load_model(
 
             if compute_type == "int8" and torch_device.type != "cpu":
                 raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
-            return speech2text.load(
+            loaded = speech2text.load(
                 folder, config, checkpoint.name, torch_device, dtype, compute_type
             )
+            release_freed_memory()
+            return loaded
         dims = dims_from_config(config, folder / "config.json")
         if not (folder / "tokenizer.json").is_file():
             raise ModelError(f"{folder}: no tokenizer.json beside the weights")
@@ -700,7 +704,5 @@ def load_model(
     elif compute_type == "int8":
         raise ModelError("--compute-type int8 runs on the CPU only; use float16 on CUDA")
     tokenizer = _load_tokenizer(tokenizer_file, dims)
-    from whisper_cli.memory import release_freed_memory
-
     release_freed_memory()  # what converting, laying out and parsing freed
     return WhisperModel(model, tokenizer, checkpoint.name, compute_type)
