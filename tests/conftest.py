@@ -76,7 +76,7 @@ def manifest(audio_dir: Path) -> list[dict]:
 def real_model(real_model_path: Path):
     import torch
 
-    from whisper_cli.models import load_model
+    from whisper_cli.loading import load_model
 
     torch.set_num_threads(min(4, os.cpu_count() or 1))
     return load_model(real_model_path, device="cpu")
@@ -97,7 +97,7 @@ def tiny_tokenizer_json() -> str:
     """A byte-level BPE tokenizer.json with Whisper's special tokens at their real ids."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    from whisper_cli.tokenizer import LANGUAGES
+    from whisper_cli.whisper.languages import LANGUAGES
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {char: i for i, char in enumerate(sorted(alphabet))}
@@ -126,8 +126,8 @@ def make_tiny_checkpoint(folder: Path, seed: int = 0, config: dict | None = None
     import torch
     from safetensors.torch import save_file
 
-    from whisper_cli.model import ModelDimensions, Whisper
-    from whisper_cli.models import dims_from_config, hf_to_openai_key
+    from whisper_cli.whisper.loading import dims_from_config, hf_to_openai_key
+    from whisper_cli.whisper.model import ModelDimensions, Whisper
 
     config = {**TINY_CONFIG, **(config or {})}
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint: Path):
-    from whisper_cli.models import load_model
+    from whisper_cli.loading import load_model
 
     return load_model(tiny_checkpoint, device="cpu")
 

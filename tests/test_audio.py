@@ -27,13 +27,14 @@ from tests.audio_helpers import (
     sine,
     write_aac,
 )
-from whisper_cli import audio
 from whisper_cli.audio import (
     INSTALL_HINT,
     AudioStream,
     DecodedAudio,
     audio_duration,
+    decode,
     decode_audio,
+    decoders,
     iter_audio,
     load_audio,
 )
@@ -225,7 +226,7 @@ def test_permission_denied_message(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def refuse(file: object, *args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(audio, "open", refuse, raising=False)  # shadows the builtin in audio.py
+    monkeypatch.setattr(decode, "open", refuse, raising=False)  # shadows the builtin in decode.py
     with pytest.raises(AudioError, match=rf"^{path}: cannot read the file \(permission denied\)$"):
         load_audio(path)
 
@@ -440,7 +441,7 @@ def test_audio_stream_describes_the_source() -> None:
 )
 def test_rechunk_keeps_every_sample(sizes: list[int], block: int) -> None:
     pieces = [np.arange(n, dtype=np.float32) + sum(sizes[:i]) for i, n in enumerate(sizes)]
-    blocks = list(audio._rechunk(pieces, block))
+    blocks = list(decode._rechunk(pieces, block))
     assert all(len(b) == block for b in blocks[:-1])
     assert all(0 < len(b) <= block for b in blocks)
     joined = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
@@ -471,7 +472,7 @@ def test_pyav_frames_in_any_sample_format_become_mono_float32(
     values = (values if full_scale == 1 else np.round(values)).astype(dtype)
     layout = values if sample_format.endswith("p") else values.T.reshape(1, -1)
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(layout), sample_format, "stereo")
-    mono = audio._frame_to_mono(frame)
+    mono = decoders._frame_to_mono(frame)
     assert mono.dtype == np.float32 and mono.shape == (500,)
     expected = ((values.astype(np.float64) - offset) / full_scale).mean(axis=0)
     np.testing.assert_allclose(mono, expected, atol=1e-7)

@@ -8,10 +8,10 @@ import pytest
 from tests.conftest import load_reference
 from tests.test_transcribe import _wer, assert_well_formed
 from whisper_cli.audio import load_audio
-from whisper_cli.batched import speech_chunks
+from whisper_cli.audio.vad import CHUNK, SpeechDetector
 from whisper_cli.constants import N_FRAMES
 from whisper_cli.errors import OptionsError
-from whisper_cli.vad import CHUNK, SpeechDetector
+from whisper_cli.whisper.batched import speech_chunks
 
 
 def _detector(probabilities) -> SpeechDetector:
@@ -56,7 +56,7 @@ def test_batched_longform_is_as_accurate_as_sequential(
     stops early in most of this file's chunks, whose ends cut sentences; each chunk is still
     transcribed to its end in its one window (`FinishTheWindow`), so no speech is lost and
     none is decoded apart from the words before it."""
-    from whisper_cli import batched
+    from whisper_cli.whisper import batched
 
     chunks, windows = [], []
     find, encode = batched.speech_chunks, batched._encode_windows
@@ -91,7 +91,7 @@ def test_language_is_detected_on_the_first_chunk_which_is_then_not_encoded_again
     window (the reference's first 30 s would be silence), and that window's encoder output,
     computed for the detection, is the one its decoding uses: the encoder runs once per
     decoded window, no more."""
-    from whisper_cli import batched
+    from whisper_cli.whisper import batched
 
     speech = load_audio(audio_dir / "de_pv_A.wav")
     audio = np.concatenate([np.zeros(35 * 16000, dtype=np.float32), speech])

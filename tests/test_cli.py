@@ -25,8 +25,12 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from whisper_cli import cli
-from whisper_cli.cli import app, build_options, parse_optional_float, temperatures
+from whisper_cli import __version__
+from whisper_cli.cli.app import app
+from whisper_cli.cli.detect_language import format_detection
+from whisper_cli.cli.params import ComputeType, parse_optional_float
+from whisper_cli.cli.transcribe import build_options, cli_names, temperatures, transcribe
+from whisper_cli.hub import MODELS
 
 CLI = [sys.executable, "-m", "whisper_cli"]
 ERROR_LINE = re.compile(r"^error: (.+?): (.+)$")
@@ -86,17 +90,20 @@ def run(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Comple
 
 
 def defaults() -> dict[str, typing.Any]:
-    """The transcribe command's parameter values when nothing is given on the command line."""
+    """The transcribe command's defaults (nothing given on the command line) for the
+    parameters that `build_options` takes."""
     import inspect
 
+    taken = inspect.signature(build_options).parameters
     return {
         name: parameter.default
-        for name, parameter in inspect.signature(cli.transcribe).parameters.items()
+        for name, parameter in inspect.signature(transcribe).parameters.items()
+        if name in taken
     }
 
 
 def test_build_options_defaults_follow_openai_cli():
-    options, writer = build_options("transcribe", defaults())
+    options, writer = build_options("transcribe", **defaults())
     assert options.decoding.task == "transcribe"
     assert options.decoding.language is None
     assert options.decoding.beam_size == 5 and options.decoding.best_of == 5
@@ -134,7 +141,7 @@ def test_build_options_maps_every_value():
         "max_line_width": 42,
         "max_line_count": 2,
     }
-    options, writer = build_options("translate", values)
+    options, writer = build_options("translate", **values)
     assert options.decoding.task == "translate" and options.decoding.language == "de"
     assert (options.decoding.best_of, options.decoding.beam_size) == (3, 2)
     assert (options.decoding.patience, options.decoding.length_penalty) == (1.5, 0.5)
@@ -161,8 +168,17 @@ def test_build_options_maps_every_value():
     ],
 )
 def test_options_that_turn_word_timestamps_on(change):
-    options, _ = build_options("transcribe", defaults() | change)
+    options, _ = build_options("transcribe", **(defaults() | change))
     assert options.word_timestamps
+
+
+def test_build_options_takes_only_known_names():
+    with pytest.raises(TypeError):
+        build_options("transcribe", **defaults(), beam_sise=3)
+    values = defaults()
+    del values["beam_size"]
+    with pytest.raises(TypeError):
+        build_options("transcribe", **values)
 
 
 def test_temperatures():
@@ -184,24 +200,24 @@ def test_parse_optional_float():
 
 
 def test_cli_names_turns_fields_into_flags():
-    assert cli.cli_names("max_line_count needs max_line_width") == (
+    assert cli_names("max_line_count needs max_line_width") == (
         "--max-line-count needs --max-line-width"
     )
     message = "the model does not know language 'xx'"
-    assert cli.cli_names(message) == message
+    assert cli_names(message) == message
 
 
 def test_constants_mirror_the_library():
-    from whisper_cli.models import COMPUTE_TYPES
+    from whisper_cli.loading import COMPUTE_TYPES
 
-    assert typing.get_args(cli.ComputeType) == COMPUTE_TYPES
+    assert typing.get_args(ComputeType) == COMPUTE_TYPES
 
 
 def test_format_detection():
     probabilities = {"de": 0.9, "en": 0.06, "fr": 0.04}
-    assert cli.format_detection("a.wav", probabilities, 1, False) == "a.wav\tde\t0.9000"
-    assert cli.format_detection("a.wav", probabilities, 2, False) == "a.wav\tde\t0.9000\ten\t0.0600"
-    record = json.loads(cli.format_detection("a.wav", probabilities, 2, True))
+    assert format_detection("a.wav", probabilities, 1, False) == "a.wav\tde\t0.9000"
+    assert format_detection("a.wav", probabilities, 2, False) == "a.wav\tde\t0.9000\ten\t0.0600"
+    record = json.loads(format_detection("a.wav", probabilities, 2, True))
     assert record == {
         "file": "a.wav",
         "language": "de",
@@ -216,7 +232,7 @@ def test_format_detection():
 
 def test_version_and_help():
     result = invoke("--version")
-    assert result.exit_code == 0 and result.stdout.strip() == f"whisper-cli {cli.__version__}"
+    assert result.exit_code == 0 and result.stdout.strip() == f"whisper-cli {__version__}"
     for args in (["--help"], ["-h"], ["transcribe", "-h"], ["models", "download", "-h"]):
         result = invoke(*args)
         assert result.exit_code == 0 and "Usage" in result.stdout, args
@@ -505,7 +521,7 @@ def test_word_layout_options(tmp_path, tiny_checkpoint):
 
 
 def test_translate_warns_when_the_model_cannot(tmp_path, tiny_checkpoint, monkeypatch):
-    from whisper_cli.models import WhisperModel
+    from whisper_cli.whisper.transcribe import WhisperModel
 
     monkeypatch.setattr(WhisperModel, "can_translate", property(lambda self: False))
     audio = tone(tmp_path / "a.wav")
@@ -516,12 +532,12 @@ def test_translate_warns_when_the_model_cannot(tmp_path, tiny_checkpoint, monkey
 
 
 def test_unexpected_error_is_one_line_without_debug(tmp_path, tiny_checkpoint, monkeypatch):
-    import whisper_cli.transcribe
+    import whisper_cli.whisper.transcribe
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(whisper_cli.transcribe, "transcribe_stream", boom)
+    monkeypatch.setattr(whisper_cli.whisper.transcribe, "transcribe_stream", boom)
     audio, other = tone(tmp_path / "a.wav"), tone(tmp_path / "b.wav")
     result = invoke("transcribe", *fast(tiny_checkpoint), audio, other, "-o", tmp_path)
     assert result.exit_code == 1
@@ -614,7 +630,7 @@ def test_short_name_resolves_from_the_hub_cache_offline(tmp_path, tiny_checkpoin
     )
     assert listing.returncode == 0, listing.stderr
     records = {r["name"]: r for r in map(json.loads, listing.stdout.splitlines())}
-    assert set(records) == set(cli.MODELS)
+    assert set(records) == set(MODELS)
     assert records["base"]["cached"] is True and records["base"]["size"] > 0
     assert records["small"] == {
         "name": "small",
@@ -634,7 +650,7 @@ def test_models_list_in_an_empty_cache(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "REPO", "CACHED", "SIZE"]
-    assert len(lines) == 1 + len(cli.MODELS)
+    assert len(lines) == 1 + len(MODELS)
     assert all(line.split()[2] == "no" for line in lines[1:])
 
 
@@ -687,7 +703,7 @@ def test_detect_language_failures(tmp_path, tiny_checkpoint):
 
 
 def test_english_only_model_cannot_detect_language(tmp_path, tiny_checkpoint, monkeypatch):
-    from whisper_cli.models import WhisperModel
+    from whisper_cli.whisper.transcribe import WhisperModel
 
     monkeypatch.setattr(WhisperModel, "is_multilingual", property(lambda self: False))
     result = invoke("detect-language", "-m", tiny_checkpoint, tone(tmp_path / "a.wav"))

@@ -7,7 +7,8 @@ import torch
 from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.constants import N_FRAMES, N_SAMPLES
-from whisper_cli.decoding import (
+from whisper_cli.errors import OptionsError
+from whisper_cli.whisper.decoding import (
     ApplyTimestampRules,
     BeamSearchDecoder,
     DecodingOptions,
@@ -18,8 +19,7 @@ from whisper_cli.decoding import (
     decode,
     detect_language,
 )
-from whisper_cli.errors import OptionsError
-from whisper_cli.features import log_mel_spectrogram, pad_or_trim
+from whisper_cli.whisper.features import log_mel_spectrogram, pad_or_trim
 
 NEG = float("-inf")
 

@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from whisper_cli import _docs
-from whisper_cli.cli import app
+from whisper_cli.cli.app import app
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import torch
 from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.constants import N_FRAMES, N_SAMPLES, SAMPLE_RATE
-from whisper_cli.features import LogMelFrames, log_mel_spectrogram, mel_filters, pad_or_trim
+from whisper_cli.whisper.features import LogMelFrames, log_mel_spectrogram, mel_filters, pad_or_trim
 
 
 @pytest.mark.parametrize("n_mels", [80, 128])

@@ -8,7 +8,7 @@ import torch
 from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.constants import N_FRAMES, N_SAMPLES
-from whisper_cli.features import log_mel_spectrogram, pad_or_trim
+from whisper_cli.whisper.features import log_mel_spectrogram, pad_or_trim
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.conftest import REFERENCE, lay_out_hub_cache, require
+from whisper_cli.checkpoint import assign_checked, mapped_tensor
 from whisper_cli.errors import ModelError
-from whisper_cli.models import (
-    MODELS,
-    assign_checked,
-    hf_to_openai_key,
-    load_model,
-    mapped_tensor,
-    resolve_model,
-)
-from whisper_cli.quantize import Int8Linear
+from whisper_cli.hub import MODELS, resolve_model
+from whisper_cli.loading import load_model
+from whisper_cli.nn.quantize import Int8Linear
+from whisper_cli.whisper.loading import hf_to_openai_key
 
 
 def _copy(checkpoint: Path, tmp_path: Path) -> Path:
@@ -121,10 +117,10 @@ def test_mapped_tensor_reads_a_tensor_in_place(tiny_checkpoint, tmp_path, dtype)
     folder = _copy(tiny_checkpoint, tmp_path)
     state = {k: v.to(dtype) for k, v in load_file(folder / "model.safetensors").items()}
     save_file(state, folder / "model.safetensors")
-    table = mapped_tensor(folder, "decoder.token_embedding.weight")
+    table = mapped_tensor(folder, "decoder.token_embedding.weight", hf_to_openai_key)
     assert table is not None and table.dtype == dtype
     assert torch.equal(table, state["model.decoder.embed_tokens.weight"])
-    assert mapped_tensor(folder, "decoder.no_such.weight") is None
+    assert mapped_tensor(folder, "decoder.no_such.weight", hf_to_openai_key) is None
     if Path("/proc/self/maps").is_file():
         ranges = _file_mappings(folder / "model.safetensors")
         assert any(start <= table.data_ptr() < end for start, end in ranges)
@@ -133,10 +129,10 @@ def test_mapped_tensor_reads_a_tensor_in_place(tiny_checkpoint, tmp_path, dtype)
 def test_mapped_tensor_declines_what_it_cannot_view(tmp_path):
     file, key = tmp_path / "model.safetensors", "decoder.token_embedding.weight"
     save_file({"model.decoder.embed_tokens.weight": torch.arange(6)}, file)
-    assert mapped_tensor(tmp_path, key) is None  # not floating-point
+    assert mapped_tensor(tmp_path, key, hf_to_openai_key) is None  # not floating-point
     file.write_bytes(b"\xff" * 8 + b"{}")  # a header it cannot read
-    assert mapped_tensor(tmp_path, key) is None
-    assert mapped_tensor(tmp_path / "missing", key) is None
+    assert mapped_tensor(tmp_path, key, hf_to_openai_key) is None
+    assert mapped_tensor(tmp_path / "missing", key, hf_to_openai_key) is None
 
 
 def test_mapped_tensor_finds_the_shard_that_holds_it(tiny_checkpoint, tmp_path):
@@ -150,7 +146,7 @@ def test_mapped_tensor_finds_the_shard_that_holds_it(tiny_checkpoint, tmp_path):
     weight_map = {k: file for file, keys in shards.items() for k in keys}
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     for key in ("model.decoder.embed_tokens.weight", "model.encoder.conv1.weight"):
-        table = mapped_tensor(folder, hf_to_openai_key(key))
+        table = mapped_tensor(folder, hf_to_openai_key(key), hf_to_openai_key)
         assert table is not None and torch.equal(table, state[key])
 
 
@@ -372,7 +368,7 @@ def _real_tokenizer() -> Path:
 def test_pytorch_model_bin_is_downloaded_only_without_safetensors(monkeypatch, files, wants_bin):
     import huggingface_hub
 
-    from whisper_cli.models import HUB_FILES, _download_patterns
+    from whisper_cli.hub import HUB_FILES, _download_patterns
 
     def listing(repo_id, revision=None):
         if isinstance(files, Exception):
@@ -405,7 +401,7 @@ def test_loading_does_not_import_torch_dynamo(tiny_checkpoint):
     import sys
 
     script = (
-        "import sys; from whisper_cli.models import load_model; "
+        "import sys; from whisper_cli.loading import load_model; "
         f"load_model({str(tiny_checkpoint)!r}, device='cpu'); "
         "print('torch._dynamo' in sys.modules)"
     )

@@ -9,10 +9,12 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import make_tiny_checkpoint
 from whisper_cli.constants import N_FRAMES
-from whisper_cli.decoding import decode
-from whisper_cli.model import Conv1d, Linear, Whisper
-from whisper_cli.models import hf_to_openai_key, load_model
-from whisper_cli.packing import (
+from whisper_cli.loading import load_model
+from whisper_cli.nn.layers import Conv1d, Linear
+from whisper_cli.whisper.decoding import decode
+from whisper_cli.whisper.loading import hf_to_openai_key
+from whisper_cli.whisper.model import Whisper
+from whisper_cli.whisper.packing import (
     HalfWeightLinear,
     PackedLinear,
     half_weights_work,

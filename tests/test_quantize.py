@@ -8,9 +8,9 @@ import torch
 
 from whisper_cli.audio import load_audio
 from whisper_cli.constants import N_FRAMES, N_SAMPLES_PER_TOKEN
-from whisper_cli.features import log_mel_spectrogram, pad_or_trim
-from whisper_cli.models import load_model
-from whisper_cli.quantize import Int8Linear
+from whisper_cli.loading import load_model
+from whisper_cli.nn.quantize import Int8Linear
+from whisper_cli.whisper.features import log_mel_spectrogram, pad_or_trim
 
 
 def _relative_row_errors(out: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from tests.conftest import REFERENCE, lay_out_hub_cache
 from whisper_cli.audio import load_audio
-from whisper_cli.cli import app
-from whisper_cli.errors import ModelError, OptionsError
-from whisper_cli.models import load_model
-from whisper_cli.quantize import Int8Linear
-from whisper_cli.speech2text import Speech2TextModel, Vocabulary, split_pieces
+from whisper_cli.cli.app import app
+from whisper_cli.errors import AudioError, ModelError, OptionsError
+from whisper_cli.loading import load_model
+from whisper_cli.nn.quantize import Int8Linear
+from whisper_cli.speech2text.transcribe import Speech2TextModel, split_pieces
+from whisper_cli.speech2text.vocabulary import Vocabulary
 
 S2T = REFERENCE / "speech2text"
 S2T2 = REFERENCE / "speech2text2"
@@ -120,6 +121,29 @@ def test_options_these_models_cannot_honour_are_refused():
         model.transcribe(samples, initial_prompt="Hello")
     with pytest.raises(ModelError, match="cannot detect languages"):
         model.detect_language(samples)
+
+
+@pytest.mark.parametrize("family", [S2T / "tiny-asr", S2T2 / "tiny-group"], ids=["s2t", "s2t2"])
+def test_audio_too_short_for_one_frame_is_the_same_audio_error(family):
+    """Speech2Text's fbank needs a 25-ms window, Speech2Text2's wav2vec 2.0 convolutions the
+    same 400 samples: both say so with the same AudioError, not an internal error."""
+    model = load_model(family)
+    message = (
+        "audio is too short for Speech2Text features: 399 samples, "
+        "and one 25 ms frame needs 400 (0.025 s)"
+    )
+    with pytest.raises(AudioError) as raised:
+        model.features(np.zeros(399, dtype=np.float32))
+    assert str(raised.value) == message
+    assert model.features(np.zeros(400, dtype=np.float32)).shape[0] == 1
+
+
+def test_transcribe_stream_takes_no_options_as_the_defaults():
+    model = load_model(S2T / "tiny-asr")
+    assert model.family == "speech2text"
+    info, segments = model.transcribe_stream(np.zeros(8000, dtype=np.float32))
+    assert info.duration == 0.5
+    assert isinstance(list(segments), list)
 
 
 def test_fixed_windows_cover_everything_and_cut_in_the_quiet():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from whisper_cli.timing import (
+from whisper_cli.whisper.timing import (
     PendingSegment,
     TimedWord,
     WordTiming,

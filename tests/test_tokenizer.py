@@ -3,7 +3,8 @@
 import pytest
 
 from tests.conftest import load_reference
-from whisper_cli.tokenizer import LANGUAGES, Tokenizer, language_code
+from whisper_cli.whisper.languages import LANGUAGES, language_code
+from whisper_cli.whisper.tokenizer import Tokenizer
 
 
 def test_language_code_accepts_codes_names_and_aliases():

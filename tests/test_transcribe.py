@@ -11,7 +11,8 @@ from tests.conftest import load_reference
 from whisper_cli.audio import load_audio
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, parse_clip_timestamps
-from whisper_cli.transcribe import decode_with_fallback, split_window, transcribe_stream
+from whisper_cli.whisper.transcribe import transcribe_stream
+from whisper_cli.whisper.window import decode_with_fallback, split_window
 
 BEGIN = 1000  # timestamp_begin in the splitting tests
 
@@ -94,7 +95,7 @@ def test_each_window_gives_back_what_the_last_one_freed(tiny_model, monkeypatch)
     """Before a window is encoded, and once a decoding's caches are built, freed memory goes
     back to the system (`memory.release_freed_memory`)."""
     from whisper_cli import memory
-    from whisper_cli.decoding import DecodingTask
+    from whisper_cli.whisper.decoding import DecodingTask
 
     events = []
     monkeypatch.setattr(memory, "_malloc_trim", lambda: lambda pad: events.append("release"))
@@ -120,7 +121,7 @@ def test_each_window_gives_back_what_the_last_one_freed(tiny_model, monkeypatch)
 def test_fallback_goes_on_from_a_first_result_already_decoded(tiny_model, monkeypatch):
     import torch
 
-    from whisper_cli.decoding import DecodingOptions, DecodingResult, DecodingTask
+    from whisper_cli.whisper.decoding import DecodingOptions, DecodingResult, DecodingTask
 
     runs = []
     original = DecodingTask.run

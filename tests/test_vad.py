@@ -14,9 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whisper_cli import vad
-from whisper_cli.audio import load_audio
-from whisper_cli.vad import (
+from whisper_cli.audio import load_audio, vad
+from whisper_cli.audio.vad import (
     BATCH,
     CHUNK,
     SpeechDetector,
@@ -120,7 +119,7 @@ def test_loading_the_detector_keeps_the_thread_count():
     """Importing silero_vad sets one thread process-wide, which would slow Whisper down; a
     fresh interpreter, since this one has imported it already."""
     code = (
-        "import torch; torch.set_num_threads(2); from whisper_cli.vad import SpeechDetector; "
+        "import torch; torch.set_num_threads(2); from whisper_cli.audio.vad import SpeechDetector; "
         "SpeechDetector(); print(torch.get_num_threads())"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import signal
 from datetime import timedelta
 
 import pytest
@@ -24,13 +23,11 @@ from whisper_cli.writers import (
     OutputError,
     SrtWriter,
     WriterOptions,
-    atomic_write,
     format_timestamp,
     get_writer,
     iterate_cues,
     output_path,
     parse_formats,
-    signals_held,
     write_outputs,
 )
 
@@ -618,14 +615,6 @@ class Boom(Exception):
     pass
 
 
-def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path) -> None:
-    target = tmp_path / "talk.srt"
-    with pytest.raises(Boom), atomic_write(target) as stream:
-        stream.write("1\n00:00:00,000 --> ")
-        raise Boom
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path, monkeypatch) -> None:
     target = tmp_path / "talk.srt"
     target.write_text("old", encoding="utf-8")
@@ -643,32 +632,6 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path, monkeyp
     assert calls == [1, 2]
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["talk.srt"]
-
-
-def test_an_interrupt_during_a_write_lands_after_the_files_are_complete(tmp_path) -> None:
-    interrupted_inside = False
-
-    def interrupt_mid_write(transcript, stream):
-        nonlocal interrupted_inside
-        stream.write("partial")
-        os.kill(os.getpid(), signal.SIGINT)  # held: KeyboardInterrupt must not fire here
-        interrupted_inside = True
-        stream.write(" then complete\n")
-
-    writer = get_writer("txt")
-    object.__setattr__(writer, "write", interrupt_mid_write)
-    with pytest.raises(KeyboardInterrupt), atomic_write(tmp_path / "talk.txt") as stream:
-        writer.write(BASIC, stream)
-    assert interrupted_inside
-    assert [p.name for p in tmp_path.iterdir()] == ["talk.txt"]
-    assert (tmp_path / "talk.txt").read_text(encoding="utf-8") == "partial then complete\n"
-
-
-def test_signals_held_restores_the_handlers() -> None:
-    before = signal.getsignal(signal.SIGINT)
-    with signals_held(), signals_held():
-        assert signal.getsignal(signal.SIGINT) is not before
-    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_write_outputs_reports_unwritable_paths(tmp_path) -> None:

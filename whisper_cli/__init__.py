@@ -18,12 +18,12 @@ __all__ = ["__version__", "load_model", "load_audio"]
 
 if TYPE_CHECKING:
     from whisper_cli.audio import load_audio
-    from whisper_cli.models import load_model
+    from whisper_cli.loading import load_model
 
 
 def __getattr__(name: str) -> Any:
     if name == "load_model":
-        from whisper_cli.models import load_model
+        from whisper_cli.loading import load_model
 
         return load_model
     if name == "load_audio":

@@ -24,7 +24,9 @@ from pathlib import Path
 import typer
 
 from whisper_cli import __version__
-from whisper_cli.cli import EXAMPLES, EXIT_INTERRUPTED, EXIT_TERMINATED, PROG, app
+from whisper_cli.cli.app import EXAMPLES, app
+from whisper_cli.cli.params import PROG
+from whisper_cli.cli.ui import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 MANUAL_DATE = "2026-11-21"  # the man page's date when SOURCE_DATE_EPOCH is not set
 COMPLETE_VAR = "_WHISPER_CLI_COMPLETE"

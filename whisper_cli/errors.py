@@ -19,3 +19,14 @@ class ModelError(WhisperCliError):
 
 class OptionsError(WhisperCliError, ValueError):
     """Options that contradict each other or the model."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message cut to its first line, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def os_reason(error: OSError) -> str:
+    """What an OSError says went wrong, in lower case: 'permission denied'."""
+    return (error.strerror or str(error)).lower()

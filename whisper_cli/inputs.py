@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from whisper_cli.writers import output_path, signals_held
+from whisper_cli.atomic import signals_held
+from whisper_cli.errors import os_reason
+from whisper_cli.writers import output_path
 
 STDIN = "-"  # the argument that means standard input
 STDIN_DISPLAY = "<stdin>"
@@ -107,7 +109,7 @@ def _expand(
         is_dir = path.is_dir()
         exists = is_dir or path.exists()
     except OSError as error:
-        errors.append((arg, _reason(error)))
+        errors.append((arg, os_reason(error)))
         return
     if not exists:
         errors.append((arg, "no such file or directory"))
@@ -129,7 +131,7 @@ def _walk(
     """The audio files under a folder, as sorted paths relative to it."""
 
     def on_error(error: OSError) -> None:
-        errors.append((str(error.filename), f"cannot read folder ({_reason(error)})"))
+        errors.append((str(error.filename), f"cannot read folder ({os_reason(error)})"))
 
     files = []
     for folder, subfolders, names in os.walk(root, onerror=on_error):
@@ -358,7 +360,3 @@ def _pid_alive(pid: int) -> bool:
     except OSError:  # PermissionError: it runs under another user
         return True
     return True
-
-
-def _reason(error: OSError) -> str:
-    return (error.strerror or str(error)).lower()

@@ -7,8 +7,24 @@ The JSON is a superset of what openai-whisper writes: the same `text`, `segments
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 from typing import Any
+
+
+def compression_ratio(text: str) -> float:
+    """How much gzip shrinks the text: high for repetitive (looping) output."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    """What is known of a recording before its segments are decoded."""
+
+    language: str | None
+    language_probability: float | None
+    duration: float  # seconds
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ How to run it (the outputs are committed; the venv is scratch, never a project d
         --audio-dir /work/shared/audio --out tests/reference/speech2text
 
 torchaudio must NOT be installed there: the feature extractor then uses its numpy code path,
-which is the one whisper-cli's `fbank.py` follows. Audio is decoded by whisper-cli's own
-`load_audio` (this script puts the checkout on `sys.path`), so the fixtures compare features
-and models, not decoders.
+which is the one whisper-cli's `speech2text/features.py` follows. Audio is decoded by
+whisper-cli's own `load_audio` (this script puts the checkout on `sys.path`), so the fixtures
+compare features and models, not decoders.
 """
 
 from __future__ import annotations

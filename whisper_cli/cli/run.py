@@ -1,0 +1,261 @@
+"""The batch runner behind `transcribe` and `translate` (and the model loading that every
+command shares): find the inputs, load the model once, then transcribe each input into its
+files or onto standard output; one input failing does not stop the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from whisper_cli.cli.ui import FileProgress, Skipped, Ui
+
+if TYPE_CHECKING:
+    from whisper_cli.audio import DecodedAudio
+    from whisper_cli.inputs import Job
+    from whisper_cli.options import TranscribeOptions
+    from whisper_cli.protocol import SpeechModel
+    from whisper_cli.results import Segment, TranscriptionInfo
+    from whisper_cli.writers import WriterOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """Which model to load and where to run it."""
+
+    name: str
+    revision: str | None
+    offline: bool
+    cache_dir: Path | None
+    device: str
+    compute_type: str
+    threads: int
+
+    def load(self, ui: Ui) -> SpeechModel:
+        """Load the model (raises ModelError); sets PyTorch's thread count first."""
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        from whisper_cli.loading import load_model
+
+        return load_model(
+            self.name,
+            device=self.device,
+            compute_type=self.compute_type,
+            revision=self.revision,
+            offline=self.offline,
+            cache_dir=self.cache_dir,
+            download_progress=download_progress(ui.interactive),
+        )
+
+
+def download_progress(show: bool) -> type | None:
+    """The tqdm class for Hub downloads: the hub's own bars, or silent ones."""
+    if show:
+        return None
+    from huggingface_hub.utils import tqdm
+
+    class SilentTqdm(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return SilentTqdm
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputPlan:
+    """Where transcripts go: files in `formats` under `output_dir`, or standard output."""
+
+    formats: tuple[str, ...]
+    output_dir: Path
+    to_stdout: bool
+    skip_existing: bool
+    writer_options: WriterOptions
+
+
+def run_transcription(
+    task: str,
+    inputs: Sequence[str],
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    settings: ModelSettings,
+    options: TranscribeOptions,
+    plan: OutputPlan,
+    ui: Ui,
+) -> None:
+    """Transcribe (`task` "transcribe") or translate every input, as `plan` says."""
+    from whisper_cli.inputs import outputs_exist
+
+    jobs = discover_jobs(inputs, plan.output_dir, include, exclude, ui)
+    if plan.to_stdout and len(jobs) > 1 and plan.formats != ("json",):
+        raise typer.BadParameter(
+            f"with several inputs it needs -f json (JSON Lines); {len(jobs)} inputs found",
+            param_hint="'--stdout'",
+        )
+    with ui.batch(verb="translated" if task == "translate" else "transcribed") as batch:
+        pending = []
+        for job in jobs:
+            if plan.skip_existing and outputs_exist(job, plan.formats):
+                batch.skip(job.display, "outputs exist")  # before loading the model
+            else:
+                pending.append(job)
+        if not pending:
+            return
+        with ui.fatal_errors():
+            whisper = settings.load(ui)
+        if task == "translate" and not whisper.can_translate:
+            ui.warning(
+                f"model {whisper.name!r} was not trained to translate; the output may be a "
+                "transcript in the spoken language"
+            )
+        with ui.progress(pending) as progress:
+            for job in pending:
+                with batch.job(job):
+                    _transcribe_job(
+                        job, whisper, options, plan, ui, progress, json_lines=len(jobs) > 1
+                    )
+
+
+def _transcribe_job(
+    job: Job,
+    whisper: SpeechModel,
+    options: TranscribeOptions,
+    plan: OutputPlan,
+    ui: Ui,
+    progress: FileProgress,
+    json_lines: bool,
+) -> None:
+    """Decode, transcribe and write one input (raises for a failure of this input)."""
+    from whisper_cli.writers import write_outputs
+
+    with _claim(job, plan):
+        info, segments = _start(job, whisper, options, ui, progress)
+        if plan.to_stdout:
+            _write_stdout(job, whisper, info, segments, plan, json_lines)
+        else:
+            transcript = whisper.collect(info, segments)
+            written = write_outputs(transcript, job.output_base, plan.formats, plan.writer_options)
+            ui.info(f"{job.display}: wrote {', '.join(str(path) for path in written)}")
+        progress.done(job)
+
+
+@contextlib.contextmanager
+def _claim(job: Job, plan: OutputPlan) -> Iterator[None]:
+    """Hold the job's lock file while writing files; skip a job taken or done meanwhile."""
+    if plan.to_stdout:
+        yield
+        return
+    from whisper_cli.inputs import claim, outputs_exist
+
+    with claim(job) as claimed:
+        if not claimed:
+            raise Skipped("another whisper-cli process is working on it")
+        if plan.skip_existing and outputs_exist(job, plan.formats):  # done while we waited
+            raise Skipped("outputs exist")
+        yield
+
+
+def _write_stdout(
+    job: Job,
+    whisper: SpeechModel,
+    info: TranscriptionInfo,
+    segments: Iterator[Segment],
+    plan: OutputPlan,
+    json_lines: bool,
+) -> None:
+    """Write the one format to standard output: subtitles and text as they are decoded."""
+    from whisper_cli.writers import SegmentWriter, get_writer
+
+    writer = get_writer(plan.formats[0], plan.writer_options)
+    out = _Utf8Stdout()
+    sys.stdout.flush()
+    if isinstance(writer, SegmentWriter):
+        writer.write_segments(segments, out)
+    else:
+        text = io.StringIO()
+        writer.write(whisper.collect(info, segments), text)
+        out.write(_json_line(job, text.getvalue()) if json_lines else text.getvalue())
+    out.flush()
+
+
+def _json_line(job: Job, text: str) -> str:
+    """A JSON output as one JSON Lines record, with the input's path as its first key."""
+    return json.dumps({"path": job.display, **json.loads(text)}, ensure_ascii=False) + "\n"
+
+
+def decode_job(job: Job, ui: Ui) -> DecodedAudio:
+    """An input's whole audio; its decoding warnings go to standard error."""
+    from whisper_cli.audio import decode_audio
+
+    decoded = decode_audio("-" if job.source is None else job.source)
+    for warning in decoded.warnings:
+        ui.warning(warning)
+    return decoded
+
+
+def _start(
+    job: Job,
+    whisper: SpeechModel,
+    options: TranscribeOptions,
+    ui: Ui,
+    progress: FileProgress,
+) -> tuple[TranscriptionInfo, Iterator[Segment]]:
+    """Start transcribing one input; its segments, echoed with --verbose, as they come.
+
+    The audio streams into the features block by block, so a long recording is never held
+    in memory whole; decoding warnings are known once the features are.
+    """
+    from whisper_cli.audio import iter_audio
+    from whisper_cli.whisper.languages import LANGUAGES
+
+    with iter_audio("-" if job.source is None else job.source) as stream:
+        info, segments = whisper.transcribe_stream(stream, options, progress.update)
+        for warning in stream.warnings:
+            ui.warning(warning)
+    progress.start(job, info.duration)
+    if options.decoding.language is None and info.language is not None:
+        name = LANGUAGES.get(info.language, info.language).title()
+        probability = f" ({info.language_probability:.2f})" if info.language_probability else ""
+        ui.info(f"{job.display}: detected language {name}{probability}")
+    return info, ui.echo_segments(segments)
+
+
+class _Utf8Stdout(io.TextIOBase):
+    """Standard output as UTF-8 with `\\n` line ends whatever the locale: what files get."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.buffer.flush()
+
+
+def discover_jobs(
+    inputs: Sequence[str],
+    output_dir: Path,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    ui: Ui,
+) -> list[Job]:
+    """The jobs for the arguments; inputs that are errors are reported and counted as failed."""
+    from whisper_cli.inputs import STDIN, discover
+
+    if STDIN in inputs and sys.stdin is not None and sys.stdin.isatty():
+        raise typer.BadParameter(
+            "- reads audio from standard input, which is a terminal", param_hint="INPUT"
+        )
+    jobs, errors = discover(inputs, output_dir, include or (), exclude or ())
+    for name, message in errors:
+        ui.input_error(name, message)
+    return jobs

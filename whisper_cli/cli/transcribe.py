@@ -1,0 +1,555 @@
+"""The `transcribe` and `translate` commands: their parameters, checked, become the library's
+options (`build_options`) and an output plan, which the batch runner (`run.py`) carries out.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from whisper_cli.cli.params import (
+    DECODING,
+    DEFAULT_FORMAT,
+    DEFAULT_MODEL,
+    FALLBACK,
+    INPUT,
+    OUTPUT,
+    PROMPT,
+    RUN,
+    WORDS,
+    CacheDirOpt,
+    ComputeTypeOpt,
+    DebugOpt,
+    DeviceOpt,
+    ExcludeOpt,
+    IncludeOpt,
+    InputsArg,
+    ModelOpt,
+    OfflineOpt,
+    QuietOpt,
+    RevisionOpt,
+    ThreadsOpt,
+    check_clip_timestamps,
+    check_formats,
+    check_language,
+    check_patience,
+    check_suppress_tokens,
+    complete_formats,
+    complete_languages,
+    parse_clip_timestamps,
+    parse_optional_float,
+    parse_suppress_tokens,
+)
+from whisper_cli.cli.run import ModelSettings, OutputPlan, run_transcription
+from whisper_cli.cli.ui import Ui
+from whisper_cli.errors import OptionsError
+from whisper_cli.options import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
+
+if TYPE_CHECKING:
+    from whisper_cli.options import TranscribeOptions
+    from whisper_cli.writers import WriterOptions
+
+
+def transcribe(
+    inputs: InputsArg,
+    # model
+    model: ModelOpt = DEFAULT_MODEL,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = "auto",
+    compute_type: ComputeTypeOpt = "auto",
+    threads: ThreadsOpt = 0,
+    # decoding
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            "-l",
+            metavar="LANG",
+            help="The spoken language, as a code (en, de, …) or a name (English, German, …); "
+            "detected when not given.",
+            callback=check_language,
+            autocompletion=complete_languages,
+            show_default=False,
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            metavar="FLOAT",
+            min=0.0,
+            help="Temperature of the first decoding attempt.",
+            rich_help_panel=DECODING,
+        ),
+    ] = 0.0,
+    best_of: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="Candidates sampled when the temperature is above 0.",
+            rich_help_panel=DECODING,
+        ),
+    ] = 5,
+    beam_size: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="Beams of the beam search at temperature 0.",
+            rich_help_panel=DECODING,
+        ),
+    ] = 5,
+    patience: Annotated[
+        float | None,
+        typer.Option(
+            metavar="FLOAT",
+            help="Beam search patience: finished beams to wait for, as a multiple of the beam "
+            "size (default: 1.0).",
+            callback=check_patience,
+            show_default=False,
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    length_penalty: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="ALPHA",
+            help="Rank candidates by length-penalised log-probability, with this alpha; "
+            "by their mean log-probability when not given.",
+            show_default=False,
+            rich_help_panel=DECODING,
+        ),
+    ] = None,
+    suppress_tokens: Annotated[
+        str,
+        typer.Option(
+            metavar="IDS",
+            help="Comma-separated token ids never to sample; -1 stands for the non-speech symbols.",
+            callback=check_suppress_tokens,
+            rich_help_panel=DECODING,
+        ),
+    ] = "-1",
+    language_detection_windows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Detect the language over this many 30-second windows that hold speech.",
+            rich_help_panel=DECODING,
+        ),
+    ] = 1,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Decode N speech chunks (found by voice activity detection, up to 30 s each) "
+            "at once instead of the sequential 30-s windows; faster, with no previous-text "
+            "prompt between chunks.",
+            rich_help_panel=DECODING,
+        ),
+    ] = 1,
+    # fallback
+    temperature_increment_on_fallback: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_optional_float,
+            metavar="FLOAT|none",
+            help="Raise the temperature by this much while a window's text fails the "
+            "thresholds below; 0 or none: no fallback.",
+            rich_help_panel=FALLBACK,
+        ),
+    ] = 0.2,
+    compression_ratio_threshold: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_optional_float,
+            metavar="FLOAT|none",
+            help="Decode again hotter when the text's gzip compression ratio is above this "
+            "(too repetitive).",
+            rich_help_panel=FALLBACK,
+        ),
+    ] = 2.4,
+    logprob_threshold: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_optional_float,
+            metavar="FLOAT|none",
+            help="Decode again hotter when the mean token log-probability is below this.",
+            rich_help_panel=FALLBACK,
+        ),
+    ] = -1.0,
+    no_speech_threshold: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_optional_float,
+            metavar="FLOAT|none",
+            help="Treat a window as silent when its no-speech probability is above this and "
+            "its log-probability below --logprob-threshold.",
+            rich_help_panel=FALLBACK,
+        ),
+    ] = 0.6,
+    skip_silent_windows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-silent-windows/--no-skip-silent-windows",
+            help="Skip 30-s windows in which voice activity detection (Silero VAD) hears no "
+            "speech, instead of letting the model invent text for silence or music.",
+            rich_help_panel=FALLBACK,
+        ),
+    ] = True,
+    # prompt
+    initial_prompt: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT",
+            help="Text to prime the first window with: names, spelling, style.",
+            show_default=False,
+            rich_help_panel=PROMPT,
+        ),
+    ] = None,
+    carry_initial_prompt: Annotated[
+        bool,
+        typer.Option(
+            "--carry-initial-prompt",
+            help="Put the initial prompt before every window's prompt, not only the first.",
+            rich_help_panel=PROMPT,
+        ),
+    ] = False,
+    condition_on_previous_text: Annotated[
+        bool,
+        typer.Option(
+            "--condition-on-previous-text/--no-condition-on-previous-text",
+            help="Prompt each window with the text before it (more consistent; turn off if "
+            "the output gets stuck repeating itself).",
+            rich_help_panel=PROMPT,
+        ),
+    ] = True,
+    # word timestamps
+    word_timestamps: Annotated[
+        bool,
+        typer.Option(
+            "--word-timestamps",
+            help="Time every word (from the cross-attention); adds words to the JSON.",
+            rich_help_panel=WORDS,
+        ),
+    ] = False,
+    prepend_punctuations: Annotated[
+        str,
+        typer.Option(
+            metavar="CHARS",
+            help="Punctuation joined to the word after it.",
+            rich_help_panel=WORDS,
+        ),
+    ] = PREPEND_PUNCTUATIONS,
+    append_punctuations: Annotated[
+        str,
+        typer.Option(
+            metavar="CHARS",
+            help="Punctuation joined to the word before it.",
+            rich_help_panel=WORDS,
+        ),
+    ] = APPEND_PUNCTUATIONS,
+    hallucination_silence_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            metavar="SECONDS",
+            help="Skip silences longer than this around suspected hallucinations; implies "
+            "--word-timestamps.",
+            show_default=False,
+            rich_help_panel=WORDS,
+        ),
+    ] = None,
+    split_on_pauses: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_optional_float,
+            metavar="SECONDS|none",
+            help="With word timestamps, end a segment (a subtitle) where its words are this far "
+            "apart, so that none spans a silence.",
+            rich_help_panel=WORDS,
+        ),
+    ] = 0.5,
+    # input
+    clip_timestamps: Annotated[
+        str,
+        typer.Option(
+            metavar="SECONDS",
+            help="Only these parts: start,end,start,end,… in seconds; the last end defaults to "
+            "the end of the file.",
+            callback=check_clip_timestamps,
+            rich_help_panel=INPUT,
+        ),
+    ] = "0",
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    # output
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--output-format",
+            "-f",
+            metavar="FORMATS",
+            help="txt, srt, vtt, tsv, json, or a comma-separated list of them, or all.",
+            callback=check_formats,
+            autocompletion=complete_formats,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = DEFAULT_FORMAT,
+    output_dir: Annotated[
+        Path,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            metavar="DIR",
+            file_okay=False,
+            help="Where to write the outputs (created if missing); files found in folders keep "
+            "their relative place.",
+            show_default="current folder",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = Path(),
+    stdout: Annotated[
+        bool,
+        typer.Option(
+            "--stdout",
+            help="Write the one chosen format to standard output instead of files (JSON Lines "
+            "with a path key for several inputs).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Skip inputs whose outputs all exist already (resume a batch).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    max_line_width: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="CHARS",
+            help="Wrap subtitle lines at this width; implies --word-timestamps.",
+            show_default=False,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    max_line_count: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="LINES",
+            help="At most this many lines per subtitle cue (needs --max-line-width).",
+            show_default=False,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    max_words_per_line: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="WORDS",
+            help="At most this many words per subtitle cue; implies --word-timestamps.",
+            show_default=False,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    highlight_words: Annotated[
+        bool,
+        typer.Option(
+            "--highlight-words",
+            help="Underline each word in subtitles as it is spoken; implies --word-timestamps.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    # run
+    quiet: QuietOpt = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Print each segment on standard error as it is decoded.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Transcribe speech in audio and video files to text, subtitles and JSON."""
+    _transcription_command("transcribe", **locals())
+
+
+@functools.wraps(transcribe)  # the same parameters as transcribe, declared once
+def translate(**values: Any) -> None:
+    _transcription_command("translate", **values)
+
+
+_TRANSCRIBE_PARAMETERS = tuple(
+    name for name in transcribe.__annotations__ if name not in ("return", "inputs")
+)
+
+
+def _transcription_command(
+    task: str,
+    *,
+    inputs: list[str],
+    model: str,
+    revision: str | None,
+    offline: bool,
+    cache_dir: Path | None,
+    device: str,
+    compute_type: str,
+    threads: int,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    output_format: str,
+    output_dir: Path,
+    stdout: bool,
+    skip_existing: bool,
+    quiet: bool,
+    verbose: bool,
+    debug: bool,
+    **option_values: Any,
+) -> None:
+    """The body of `transcribe` and `translate`, given their parameters by name.
+
+    Checks what Typer cannot, then runs the batch; the decoding and subtitle layout
+    parameters (`option_values`) go to `build_options`.
+    """
+    from whisper_cli.writers import parse_formats
+
+    formats = parse_formats(output_format)
+    if stdout and len(formats) > 1:
+        raise typer.BadParameter(
+            "it writes one format: choose it with -f (txt, srt, vtt, tsv or json)",
+            param_hint="'--stdout'",
+        )
+    if stdout and skip_existing:
+        raise typer.BadParameter("--stdout writes no files to skip", param_hint="'--skip-existing'")
+    if quiet and verbose:
+        raise typer.BadParameter(
+            "--quiet and --verbose contradict each other", param_hint="'--verbose'"
+        )
+    try:
+        options, writer_options = build_options(task, **option_values)
+    except OptionsError as error:
+        raise typer.BadParameter(cli_names(str(error))) from None
+
+    ui = Ui(quiet=quiet, verbose=verbose, debug=debug)
+    plan = OutputPlan(formats, output_dir, stdout, skip_existing, writer_options)
+    settings = ModelSettings(model, revision, offline, cache_dir, device, compute_type, threads)
+    run_transcription(task, inputs, include, exclude, settings, options, plan, ui)
+
+
+# ---------------------------------------------------------------------------------------------
+# from parameters to options
+
+
+def build_options(
+    task: str,
+    *,
+    language: str | None,
+    temperature: float,
+    best_of: int,
+    beam_size: int,
+    patience: float | None,
+    length_penalty: float | None,
+    suppress_tokens: str,
+    language_detection_windows: int,
+    batch_size: int,
+    temperature_increment_on_fallback: float | None,
+    compression_ratio_threshold: float | None,
+    logprob_threshold: float | None,
+    no_speech_threshold: float | None,
+    skip_silent_windows: bool,
+    initial_prompt: str | None,
+    carry_initial_prompt: bool,
+    condition_on_previous_text: bool,
+    word_timestamps: bool,
+    prepend_punctuations: str,
+    append_punctuations: str,
+    hallucination_silence_threshold: float | None,
+    split_on_pauses: float | None,
+    clip_timestamps: str,
+    max_line_width: int | None,
+    max_line_count: int | None,
+    max_words_per_line: int | None,
+    highlight_words: bool,
+) -> tuple[TranscribeOptions, WriterOptions]:
+    """The library's options from the transcription commands' parameter values.
+
+    Takes the parameters of `transcribe` that become options, by name. Raises `OptionsError`
+    for values that contradict each other.
+    """
+    from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
+    from whisper_cli.writers import WriterOptions
+
+    writer = WriterOptions(
+        max_line_width=max_line_width,
+        max_line_count=max_line_count,
+        max_words_per_line=max_words_per_line,
+        highlight_words=highlight_words,
+    )
+    decoding = DecodingOptions(
+        task=task,
+        language=language,
+        best_of=best_of,
+        beam_size=beam_size,
+        patience=patience,
+        length_penalty=length_penalty,
+        suppress_tokens=parse_suppress_tokens(suppress_tokens),
+    )
+    options = TranscribeOptions(
+        decoding=decoding,
+        temperatures=temperatures(temperature, temperature_increment_on_fallback),
+        compression_ratio_threshold=compression_ratio_threshold,
+        logprob_threshold=logprob_threshold,
+        no_speech_threshold=no_speech_threshold,
+        skip_silent_windows=skip_silent_windows,
+        condition_on_previous_text=condition_on_previous_text,
+        initial_prompt=initial_prompt,
+        carry_initial_prompt=carry_initial_prompt,
+        word_timestamps=word_timestamps
+        or writer.needs_words
+        or hallucination_silence_threshold is not None,
+        prepend_punctuations=prepend_punctuations,
+        append_punctuations=append_punctuations,
+        hallucination_silence_threshold=hallucination_silence_threshold,
+        split_on_pauses=split_on_pauses,
+        clip_timestamps=parse_clip_timestamps(clip_timestamps),
+        language_detection_windows=language_detection_windows,
+        batch_size=batch_size,
+    )
+    verify(options)
+    return options, writer
+
+
+def temperatures(start: float, increment: float | None) -> tuple[float, ...]:
+    """The temperatures to try: `start`, then up by `increment` to 1.0 (openai-whisper's rule).
+
+    An increment of 0 or None turns fallback off; a start above 1.0 is tried alone.
+    """
+    if not increment:
+        return (start,)
+    import numpy as np
+
+    steps = tuple(float(t) for t in np.arange(start, 1.0 + 1e-6, increment))
+    return steps or (start,)
+
+
+def cli_names(message: str) -> str:
+    """A library message with option field names (`max_line_count`) as flags."""
+    names = "|".join(sorted((n for n in _TRANSCRIBE_PARAMETERS if "_" in n), key=len, reverse=True))
+    return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)

@@ -1,0 +1,227 @@
+"""Transcribing a recording with a Whisper model: `WhisperModel`, what `load_model` returns for
+Whisper checkpoints, and the steps before the windows are decoded: the audio streamed into
+log-mel features, the language given or detected, then the windows handed to the sequential
+seek loop (`seek_loop`) or, with `batch_size` > 1, to the batched loop (`batched`).
+
+The language is detected on the first 30 s as the reference does, or, with
+`language_detection_windows` > 1, as the most probable over the first windows that hold speech.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from whisper_cli.audio.vad import SpeechDetector
+from whisper_cli.constants import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from whisper_cli.options import TranscribeOptions, verify
+from whisper_cli.results import Segment, Transcript, TranscriptionInfo
+from whisper_cli.whisper import batched
+from whisper_cli.whisper.decoding import detect_language as detect_language_features
+from whisper_cli.whisper.features import LogMelFrames
+from whisper_cli.whisper.languages import language_code
+from whisper_cli.whisper.model import Whisper
+from whisper_cli.whisper.seek_loop import seek_loop
+from whisper_cli.whisper.tokenizer import Tokenizer
+from whisper_cli.whisper.window import WindowEncoder, window_features
+
+if TYPE_CHECKING:
+    from whisper_cli.protocol import AudioInput, Progress
+
+
+def log_mel_frames(
+    model: WhisperModel, audio: AudioInput, detector: SpeechDetector | None = None
+) -> LogMelFrames:
+    """The padded log-mel spectrogram of a path, encoded bytes, 16 kHz mono samples, or an
+    iterable of sample blocks (such as `audio.iter_audio`), computed as the audio streams in;
+    `detector`, if given, listens to the same blocks."""
+    n_mels = model.model.dims.n_mels
+    if isinstance(audio, str | bytes | os.PathLike):
+        from whisper_cli.audio import iter_audio  # soundfile, PyAV: only for encoded audio
+
+        with iter_audio(audio) as stream:
+            return log_mel_frames(model, stream, detector)
+    if isinstance(audio, np.ndarray | torch.Tensor):
+        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        audio = (samples[i : i + N_SAMPLES] for i in range(0, len(samples), N_SAMPLES))
+    if detector is not None:
+        audio = detector.observe(audio)
+    return LogMelFrames.from_blocks(audio, n_mels)
+
+
+def _choose_language(
+    encode: WindowEncoder,
+    options: TranscribeOptions,
+    detector: SpeechDetector | None,
+    first_window: tuple[int, int] = (0, N_FRAMES),
+) -> tuple[str, float | None]:
+    """The language given, or detected: from the first window as the reference does (the
+    first 30 s; in batched mode, the first chunk's window: `first_window`, its first mel frame
+    and length), or (`language_detection_windows` > 1) by summed probabilities over the first
+    windows that hold speech, so that a recording opening with music or silence is not
+    misjudged."""
+    model = encode.model
+    requested = options.decoding.language
+    if requested is not None:
+        return language_code(requested), None
+    if not model.tokenizer.multilingual:
+        return "en", None
+
+    def probabilities(features: torch.Tensor) -> dict[str, float]:
+        return detect_language_features(model.model, model.tokenizer, features)[1][0]
+
+    totals: dict[str, float] = {}
+    windows = 0
+    if options.language_detection_windows > 1:
+        for seek in range(0, encode.mel.content_frames, N_FRAMES):
+            if detector is not None and not detector.has_speech(seek, N_FRAMES):
+                continue
+            features = encode(seek, N_FRAMES)
+            threshold = options.no_speech_threshold or 1.0
+            if detector is None and _no_speech_probability(model, features) > threshold:
+                continue
+            for code, p in probabilities(features).items():
+                totals[code] = totals.get(code, 0.0) + p
+            windows += 1
+            if windows == options.language_detection_windows:
+                break
+    if not totals:  # the reference's way: one window, whatever it holds
+        totals, windows = probabilities(encode(*first_window)), 1
+    code = max(totals, key=totals.__getitem__)
+    return code, totals[code] / windows
+
+
+def _no_speech_probability(model: WhisperModel, features: torch.Tensor) -> float:
+    """The model's belief that a window (its encoder output) holds no speech: one step."""
+    tokenizer = model.tokenizer
+    with torch.inference_mode():
+        cache = model.model.decoder.new_cache(features, 1)
+        sot = torch.tensor([[tokenizer.sot]], device=features.device)
+        logits = model.model.decoder.logits(model.model.decoder(sot, cache)[:, 0])
+    return float(logits.softmax(dim=-1)[0, tokenizer.no_speech])
+
+
+def transcribe_stream(
+    model: WhisperModel,
+    audio: AudioInput,
+    options: TranscribeOptions = TranscribeOptions(),  # noqa: B008 (frozen, so safe to share)
+    progress: Progress | None = None,
+) -> tuple[TranscriptionInfo, Iterator[Segment]]:
+    """Start transcribing: the language and duration now, the segments as they are decoded."""
+    verify(options)
+    in_chunks = options.batch_size > 1  # chunks come from voice activity detection
+    detector = SpeechDetector() if options.skip_silent_windows or in_chunks else None
+    mel = log_mel_frames(model, audio, detector)
+    content_frames = mel.content_frames
+    duration = mel.n_samples / SAMPLE_RATE
+
+    encode = WindowEncoder(model, mel)
+    chunks: list[tuple[int, int]] = []
+    first_window = (0, N_FRAMES)
+    if in_chunks:
+        assert detector is not None
+        chunks = batched.speech_chunks(detector, content_frames / FRAMES_PER_SECOND)
+        if chunks:  # the first chunk's window: the first to be decoded
+            first_window = (chunks[0][0], chunks[0][1] - chunks[0][0])
+    language, probability = _choose_language(encode, options, detector, first_window)
+    task = options.decoding.task
+    if task == "translate" and not model.tokenizer.multilingual:
+        task = "transcribe"  # an English-only model can only transcribe
+    decoding = replace(options.decoding, language=language, task=task)
+    info = TranscriptionInfo(language, probability, duration)
+    if in_chunks:
+        return info, batched.batched_segments(encode, chunks, decoding, options, detector, progress)
+    return info, seek_loop(encode, content_frames, decoding, options, progress, detector)
+
+
+def transcribe(
+    model: WhisperModel,
+    audio: AudioInput,
+    options: TranscribeOptions = TranscribeOptions(),  # noqa: B008 (frozen, so safe to share)
+    progress: Progress | None = None,
+) -> Transcript:
+    """Transcribe (or translate) a whole recording."""
+    info, stream = transcribe_stream(model, audio, options, progress)
+    return collect(model, info, stream)
+
+
+def collect(
+    model: WhisperModel, info: TranscriptionInfo, segments: Iterable[Segment]
+) -> Transcript:
+    """The Transcript of a stream's segments (consuming them)."""
+    segments = tuple(segments)
+    return Transcript(
+        text=model.tokenizer.decode([t for s in segments for t in s.tokens]),
+        language=info.language,
+        duration=info.duration,
+        segments=segments,
+        model=model.name,
+        language_probability=info.language_probability,
+    )
+
+
+def detect_language(model: WhisperModel, audio: AudioInput) -> dict[str, float]:
+    """Every language's probability over the first 30 s, most likely first."""
+    features = window_features(model, log_mel_frames(model, audio).window(0, N_FRAMES))
+    _, (probs,) = detect_language_features(model.model, model.tokenizer, features)
+    return probs
+
+
+class WhisperModel:
+    """A loaded Whisper model with its tokenizer: what `load_model` returns."""
+
+    family = "whisper"
+
+    def __init__(self, model: Whisper, tokenizer: Tokenizer, name: str, compute_type: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.compute_type = compute_type
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.tokenizer.multilingual
+
+    @property
+    def can_translate(self) -> bool:
+        """English-only models cannot translate, and turbo was trained without translation."""
+        return self.is_multilingual and "turbo" not in self.name
+
+    def transcribe(
+        self,
+        audio: str | os.PathLike[str] | np.ndarray,
+        progress: Progress | None = None,
+        **options: Any,
+    ) -> Transcript:
+        """Transcribe a file or 16 kHz mono samples; options are TranscribeOptions fields."""
+        return transcribe(self, audio, TranscribeOptions.from_kwargs(**options), progress)
+
+    @property
+    def can_detect_language(self) -> bool:
+        return self.is_multilingual
+
+    def detect_language(self, audio: str | os.PathLike[str] | np.ndarray) -> dict[str, float]:
+        """Probabilities of every language over the first 30 s, most likely first."""
+        return detect_language(self, audio)
+
+    def transcribe_stream(
+        self,
+        audio: AudioInput,
+        options: TranscribeOptions | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
+        """Start transcribing: the language and duration now, the segments as they are decoded."""
+        return transcribe_stream(self, audio, options or TranscribeOptions(), progress)
+
+    def collect(self, info: TranscriptionInfo, segments: Iterable[Segment]) -> Transcript:
+        """The Transcript of a stream's segments (consuming them)."""
+        return collect(self, info, segments)
