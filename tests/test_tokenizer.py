@@ -1,5 +1,8 @@
 """The tokenizer against openai-whisper's (recorded in tests/reference/tokenizer.json)."""
 
+import json
+import re
+
 import pytest
 
 from tests.conftest import load_reference
@@ -78,3 +81,26 @@ def test_encoding_and_word_splitting_match_openai_whisper(real_tokenizer, langua
     )
     assert words == sample["words"]
     assert word_tokens == sample["word_tokens"]
+
+
+@pytest.mark.parametrize("missing", ["<|startoftranscript|>", "<|notimestamps|>", "<|de|>"])
+def test_a_tokenizer_without_a_special_token_is_a_model_error_at_load(
+    tiny_checkpoint, tmp_path, missing
+):
+    """A tokenizer.json that lacks a token decoding needs fails when the model loads, one
+    line naming the file and the token, not as a KeyError in the middle of a run."""
+    import shutil
+
+    from whisper_cli.errors import ModelError
+    from whisper_cli.loading import load_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    renamed = missing.replace("|>", "-gone|>")
+    for entry in data["added_tokens"]:
+        if entry["content"] == missing:
+            entry["content"] = renamed
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ModelError, match=rf"tokenizer\.json: .*{re.escape(missing)}"):
+        load_model(folder, device="cpu")
