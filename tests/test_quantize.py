@@ -1,8 +1,11 @@
 """Dynamic int8 linear layers: ranges per row, bias, no saturation, and on real speech how far
 int8 moves the model from float32."""
 
+import re
+import unicodedata
 import warnings
 
+import jiwer
 import pytest
 import torch
 
@@ -111,20 +114,35 @@ def test_int8_stays_close_to_float32_on_real_speech(real_model, real_model_path,
     assert (log_p.argmax(-1) == log_q.argmax(-1)).float().mean() > 0.95
 
 
+# The share of float32's words int8 may change over the manifest's short speech (20 files, 9
+# languages, about 360 words), as bench/int8_drift.py counts them. int8 kernels take other
+# paths on AVX2, AVX-512, AVX-512 VNNI and AMX, so the words themselves differ from CPU to
+# CPU: 0.6 % on AVX2 and 1.9 % on an AVX-512 EPYC (13th session); faster-whisper's int8 moves
+# 2.5 %, and PyTorch's plain dynamic int8 (one range per input) much more.
+INT8_WORD_BUDGET = 0.04
+
+
+def _words(text: str, language: str) -> list[str]:
+    text = re.sub(r"[^\w' ]", " ", unicodedata.normalize("NFKC", text).lower())
+    return list(text.replace(" ", "")) if language in ("ja", "zh") else text.split()
+
+
 @pytest.mark.real_model
-def test_int8_keeps_float32s_words(real_model, real_model_path, audio_dir):
-    """Three recordings whose words int8 changed while only some layers took a range per row
-    ("they are under" -> "there under", "Leichenhaler" -> "Leichenhalle", "conseillers" ->
-    "conseillés"; float32 is not always the right one, but it is what int8 stands in for).
-    With a range per row in every layer they are float32's."""
+def test_int8_keeps_float32s_words_within_budget(real_model, real_model_path, audio_dir, manifest):
+    """int8 changes few of float32's words: a bound that holds on any x86-64 CPU, which
+    exact equality does not, and that a real regression (a range per input instead of per
+    row, a wrong scale) breaks."""
     int8 = load_model(real_model_path, device="cpu", compute_type="int8")
-    for name, language in [
-        ("en_lj_LJ050-0131.wav", "en"),
-        ("de_pv_A.wav", "de"),
-        ("fr_pv_A.wav", "fr"),
-    ]:
-        audio = load_audio(str(audio_dir / name))
-        options = {"language": language, "beam_size": 5, "best_of": 5}
-        assert (
-            int8.transcribe(audio, **options).text == real_model.transcribe(audio, **options).text
-        ), name
+    files = [e for e in manifest if e["expect"] == "speech" and e["category"] != "longform"]
+    assert len(files) >= 15
+    changed = total = 0
+    for entry in files:
+        audio = load_audio(str(audio_dir / entry["file"]))
+        options = {"language": entry["language"], "beam_size": 5, "best_of": 5}
+        ours = _words(int8.transcribe(audio, **options).text, entry["language"])
+        theirs = _words(real_model.transcribe(audio, **options).text, entry["language"])
+        measure = jiwer.process_words(" ".join(theirs), " ".join(ours) or "-")
+        changed += measure.substitutions + measure.deletions + measure.insertions
+        total += len(theirs)
+    assert total > 200
+    assert changed / total <= INT8_WORD_BUDGET, f"{changed} of {total} words changed"
