@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from whisper_cli.errors import WhisperCliError, os_reason
+from whisper_cli.errors import HubUnavailableError, WhisperCliError, os_reason
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -164,6 +164,8 @@ class Batch:
             self.skip(name, str(skipped))
             return
         except BrokenPipeError:  # standard output was closed (`| head`): stop, as Typer does
+            raise
+        except HubUnavailableError:  # every other job would fail the same way: stop the run
             raise
         except (WhisperCliError, OSError) as error:  # OSError: a folder not writable, a full disk
             self.ui.input_error(name, _cause(error, job))
