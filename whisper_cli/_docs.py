@@ -46,6 +46,10 @@ ENVIRONMENT = (
         "HF_HUB_OFFLINE",
         "When 1, never use the network: models must be in the cache (as with --offline).",
     ),
+    (
+        "HF_ENDPOINT",
+        "The Hugging Face Hub to download from (default: https://huggingface.co), e.g. a mirror.",
+    ),
     ("NO_COLOR", "When set and not empty, messages and help are printed without colour."),
 )
 EXIT_STATUS = (

@@ -17,6 +17,11 @@ class ModelError(WhisperCliError):
     """A model that cannot be found, downloaded or loaded."""
 
 
+class HubUnavailableError(ModelError):
+    """A model that is not cached, while the Hugging Face Hub cannot be reached or is off
+    (offline mode): every other model that is not cached would fail the same way."""
+
+
 class OptionsError(WhisperCliError, ValueError):
     """Options that contradict each other or the model."""
 

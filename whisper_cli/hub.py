@@ -12,10 +12,11 @@ client is imported only when a function needs it.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from whisper_cli.errors import ModelError, first_line
+from whisper_cli.errors import HubUnavailableError, ModelError, first_line
 
 # short name → Hugging Face repo
 MODELS = {
@@ -140,26 +141,33 @@ def _hub_snapshot(
     from huggingface_hub import constants, snapshot_download
 
     cache_dir = str(cache_dir) if cache_dir is not None else None
-    where = cache_dir or constants.HF_HUB_CACHE
     cached = _cached_snapshot(repo_id, revision, cache_dir)  # no round trip when it is here
     if cached is not None:
         return cached
-    if offline or constants.HF_HUB_OFFLINE:
-        raise ModelError(
-            f"model {name!r} ({repo_id}) is not in the Hugging Face cache at {where} and "
-            f"downloads are off (offline mode); run `whisper-cli models download {name}` "
-            "on a machine with network access, or pass a local folder with --model"
-        )
+    missing = (
+        f"model {name!r} ({repo_id}) is not in the Hugging Face cache at "
+        f"{cache_dir or constants.HF_HUB_CACHE}"
+    )
+    elsewhere = (
+        f"pass a local model folder with --model PATH, or run `whisper-cli models download "
+        f"{name}` on a machine with network access and copy its Hugging Face cache here"
+    )
+    if offline or hub_offline():
+        why = "--offline" if offline else "HF_HUB_OFFLINE is set"
+        raise HubUnavailableError(f"{missing} and downloads are off ({why}); {elsewhere}")
     try:
+        files = repo_files(repo_id, revision, missing, elsewhere)
         return Path(
             snapshot_download(
                 repo_id,
                 revision=revision,
                 cache_dir=cache_dir,
-                allow_patterns=_download_patterns(repo_id, revision),
+                allow_patterns=_download_patterns(files),
                 tqdm_class=download_progress,
             )
         )
+    except HubUnavailableError:
+        raise
     except Exception as error:  # the hub raises many kinds; all mean "could not download"
         raise ModelError(
             f"could not download model {name!r} ({repo_id}) from the Hugging Face Hub: "
@@ -167,15 +175,65 @@ def _hub_snapshot(
         ) from error
 
 
-def _download_patterns(repo_id: str, revision: str | None) -> list[str]:
-    """HUB_FILES, less `pytorch_model.bin` when the repo has safetensors (most have both)."""
-    from huggingface_hub import list_repo_files
+def hub_offline() -> bool:
+    """Whether huggingface_hub is in offline mode (HF_HUB_OFFLINE=1, read at its import)."""
+    from huggingface_hub import constants
 
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def repo_files(repo_id: str, revision: str | None, missing: str, remedy: str) -> list[str] | None:
+    """The file names of a Hub repo, from ONE request that is not retried: the first thing to
+    do before a download, so that a machine without the Hub learns it at once (huggingface_hub
+    retries its listings and downloads for about 25 s, saying so at each try).
+
+    Raises HubUnavailableError (`missing`, why, what to do: `remedy`, HF_ENDPOINT,
+    HF_HUB_OFFLINE) when there is no connection; the hub's own error when it answers with one
+    (no such repo or revision, …). None when the Hub gives no file list.
+    """
+    from huggingface_hub import HfApi, constants
+
+    timeout = float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", 10))  # the hub's metadata timeout
     try:
-        files = list_repo_files(repo_id, revision=revision)
-    except Exception:  # noqa: BLE001 (the download that follows reports the real problem)
-        return list(HUB_FILES)
-    if any(f.endswith(".safetensors") for f in files):
+        info = HfApi().model_info(repo_id, revision=revision, timeout=timeout)
+    except Exception as error:
+        if not is_unreachable(error):
+            raise
+        raise HubUnavailableError(
+            f"{missing}, and the Hugging Face Hub at {constants.ENDPOINT} cannot be reached "
+            f"({first_line(error)}); {remedy}; set HF_ENDPOINT to use a mirror, or "
+            "HF_HUB_OFFLINE=1 to stop trying the Hub"
+        ) from error
+    if info.siblings is None:
+        return None
+    return [sibling.rfilename for sibling in info.siblings]
+
+
+# the HTTP libraries huggingface_hub has used (requests, httpx, httpx2), and their exceptions
+# for "no connection": refused, no such host, timed out, a proxy that fails, a dropped line
+_HTTP_PACKAGES = ("httpx", "httpx2", "requests", "urllib3")
+_NO_CONNECTION = ("TransportError", "ConnectionError", "Timeout", "TimeoutError")
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether an error from the Hub client, or one it was raised from, means no connection."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, TimeoutError, socket.gaierror)):
+            return True
+        for cls in type(current).__mro__:
+            package = cls.__module__.partition(".")[0]
+            if package in _HTTP_PACKAGES and cls.__name__ in _NO_CONNECTION:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _download_patterns(files: list[str] | None) -> list[str]:
+    """HUB_FILES, less `pytorch_model.bin` when the repo has safetensors (most have both)."""
+    if files is not None and any(f.endswith(".safetensors") for f in files):
         return [p for p in HUB_FILES if p != "pytorch_model.bin"]
     return list(HUB_FILES)
 

@@ -56,8 +56,9 @@ def _silero_jit() -> torch.jit.ScriptModule:
     from silero_vad import load_silero_vad  # ships its model: no download
 
     torch.set_num_threads(threads)  # importing silero_vad.model sets one thread, process-wide
-    with warnings.catch_warnings():  # its loader uses APIs its dependencies now deprecate
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():  # it loads TorchScript, which PyTorch now deprecates:
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load up to 2.13,
+        warnings.simplefilter("ignore", FutureWarning)  # shown to every user from 2.14
         return load_silero_vad()
 
 

@@ -93,19 +93,24 @@ def download_models(
     """Download models into the Hugging Face cache, for offline use later.
 
     Prints each model's name and local folder, tab-separated, on standard output. A model
-    that is cached already is not downloaded again.
+    that is cached already is not downloaded again. When the Hub cannot be reached (or offline
+    mode is on), the first model that needs it ends the run, in one line.
     """
+    from whisper_cli.errors import HubUnavailableError
     from whisper_cli.hub import resolve_model
 
     ui = Ui(quiet=quiet, debug=debug)
-    with ui.batch(verb="ready") as batch:
-        for name in names:
-            with batch.job(name):
-                checkpoint = resolve_model(
-                    name,
-                    revision=revision,
-                    offline=False,
-                    cache_dir=cache_dir,
-                    download_progress=download_progress(ui.interactive),
-                )
-                typer.echo(f"{name}\t{checkpoint.path}")
+    try:
+        with ui.batch(verb="ready") as batch:
+            for name in names:
+                with batch.job(name):
+                    checkpoint = resolve_model(
+                        name,
+                        revision=revision,
+                        offline=False,
+                        cache_dir=cache_dir,
+                        download_progress=download_progress(ui.interactive),
+                    )
+                    typer.echo(f"{name}\t{checkpoint.path}")
+    except HubUnavailableError as error:
+        ui.fatal(str(error))

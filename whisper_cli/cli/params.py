@@ -234,5 +234,10 @@ QuietOpt = Annotated[
 ]
 DebugOpt = Annotated[
     bool,
-    typer.Option("--debug", help="Show tracebacks for unexpected errors.", rich_help_panel=RUN),
+    typer.Option(
+        "--debug",
+        help="Show tracebacks for unexpected errors, and the warnings and log messages of the "
+        "libraries underneath (PyTorch, huggingface_hub, …), which are hidden otherwise.",
+        rich_help_panel=RUN,
+    ),
 ]

@@ -381,7 +381,8 @@ def transcribe(
         typer.Option(
             "--verbose",
             "-v",
-            help="Print each segment on standard error as it is decoded.",
+            help="Print each segment on standard error as it is decoded, and the libraries' "
+            "warnings and log messages.",
             rich_help_panel=RUN,
         ),
     ] = False,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from whisper_cli.errors import WhisperCliError, os_reason
+from whisper_cli.errors import HubUnavailableError, WhisperCliError, os_reason
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -105,10 +105,13 @@ class Ui:
 
     @contextlib.contextmanager
     def batch(self, verb: str) -> Iterator[Batch]:
-        """Count the jobs, print the summary, and exit with the batch's status."""
+        """Count the jobs, print the summary, and exit with the batch's status. While it runs
+        (the model loads, the jobs run), other libraries' warnings and log records are hidden
+        unless verbose or debug."""
         batch = Batch(self, verb)
         try:
-            yield batch
+            with library_output(show=self.verbose or self.debug):
+                yield batch
         except KeyboardInterrupt:
             self.summary(f"interrupted; {batch.describe()}")
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -129,6 +132,29 @@ class Ui:
         estimates = {job: (job.source and audio_duration(job.source)) or 0.0 for job in jobs}
         with _rich_progress(self.console) as bars:
             yield FileProgress(bars, estimates)
+
+
+@contextlib.contextmanager
+def library_output(show: bool) -> Iterator[None]:
+    """Python warnings and log records (huggingface_hub's retries, PyTorch's deprecations, …)
+    reach standard error only when `show` (--verbose, --debug); otherwise the terminal holds
+    this program's own lines alone. A `-W` option or PYTHONWARNINGS still rules warnings."""
+    if show:
+        yield
+        return
+    import logging
+    import sys
+    import warnings
+
+    disabled = logging.root.manager.disable
+    with warnings.catch_warnings():
+        if not sys.warnoptions:
+            warnings.simplefilter("ignore")
+        logging.disable(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            logging.disable(disabled)
 
 
 def internal_error(error: BaseException) -> str:
@@ -164,6 +190,8 @@ class Batch:
             self.skip(name, str(skipped))
             return
         except BrokenPipeError:  # standard output was closed (`| head`): stop, as Typer does
+            raise
+        except HubUnavailableError:  # every other job would fail the same way: stop the run
             raise
         except (WhisperCliError, OSError) as error:  # OSError: a folder not writable, a full disk
             self.ui.input_error(name, _cause(error, job))

@@ -17,8 +17,8 @@ from whisper_cli.checkpoint import (
     read_json,
     read_weights,
 )
-from whisper_cli.errors import ModelError, first_line
-from whisper_cli.hub import Checkpoint
+from whisper_cli.errors import HubUnavailableError, ModelError, first_line
+from whisper_cli.hub import Checkpoint, hub_offline, repo_files
 from whisper_cli.whisper.model import ENGLISH_VOCAB, MULTILINGUAL_VOCAB, ModelDimensions, Whisper
 from whisper_cli.whisper.packing import kept_at_half, prepare_for_cpu
 from whisper_cli.whisper.tokenizer import Tokenizer
@@ -153,15 +153,20 @@ def _pt_tokenizer_file(pt: Path, n_vocab: int, offline: bool) -> Path:
     try:
         return Path(hf_hub_download(repo, "tokenizer.json", local_files_only=True))
     except LocalEntryNotFoundError:
-        if offline:
-            raise ModelError(
-                f"{pt}: no tokenizer.json beside it and none cached from {repo}; "
-                "put the model's tokenizer.json beside the .pt file"
-            ) from None
+        pass
+    missing = f"{pt}: no tokenizer.json beside it and none cached from {repo}"
+    remedy = "put the model's tokenizer.json beside the .pt file"
+    if offline or hub_offline():
+        raise ModelError(f"{missing}; {remedy}") from None
     try:
+        repo_files(repo, None, missing, remedy)  # one quick try: fails at once without the Hub
         return Path(hf_hub_download(repo, "tokenizer.json"))
+    except HubUnavailableError:
+        raise
     except Exception as error:
-        raise ModelError(f"{pt}: no tokenizer.json beside it, and {repo}'s: {error}") from None
+        raise ModelError(
+            f"{pt}: no tokenizer.json beside it, and {repo}'s: {first_line(error)}"
+        ) from None
 
 
 def _read_openai_pt(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
