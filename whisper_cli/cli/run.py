@@ -118,6 +118,16 @@ def run_transcription(
                 f"model {whisper.name!r} was not trained to translate; the output may be a "
                 "transcript in the spoken language"
             )
+        language = options.decoding.language
+        if (
+            language not in (None, "en")
+            and whisper.family == "whisper"
+            and not whisper.is_multilingual
+        ):
+            ui.warning(
+                f"model {whisper.name!r} is English-only: --language {language} is ignored and "
+                "the text will be English"
+            )
         with ui.progress(pending) as progress:
             for job in pending:
                 with batch.job(job):
