@@ -9,10 +9,20 @@ on a pseudo-terminal.
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from tests.test_cli import fast, invoke, tone
+from tests.test_cli import CLI, fast, invoke, run, tone
+from whisper_cli.cli.app import app
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, parse_clip_timestamps, verify
 from whisper_cli.whisper.languages import language_code
@@ -76,7 +86,8 @@ def test_nonsense_is_a_usage_error(tmp_path, args):
     audio = tone(tmp_path / "a.wav")
     result = invoke("transcribe", "-m", tmp_path / "no-model", *args, audio, "-o", tmp_path)
     assert result.exit_code == 2, result.output
-    assert args[0] in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1 and args[0] in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
 
 
@@ -139,3 +150,119 @@ def test_english_only_model_warns_that_it_ignores_the_language(
     assert len(warnings) == 1 and "de" in warnings[0] and warnings[0].startswith("warning: ")
     result = invoke(command, *args, "-l", "en")
     assert result.exit_code == 0 and "English-only" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. help at 80 columns, usage errors, progress on a terminal
+
+
+def _visible_names(command_name: str) -> list[str]:
+    group = typer.main.get_command(app)
+    command = group.commands[command_name]
+    return [
+        name
+        for param in command.params
+        if param.param_type_name == "option" and not param.hidden
+        for name in (*param.opts, *param.secondary_opts)
+    ]
+
+
+@pytest.mark.parametrize("command", ["transcribe", "detect-language"])
+def test_help_at_80_columns_shows_every_option_name_whole(command):
+    text = invoke(command, "--help", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in re.sub(r"\(.*?….*?\)|, …|… ", "", text)  # no name cut short
+    for name in _visible_names(command):
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), name
+
+
+def test_usage_error_is_plain_when_stderr_is_not_a_terminal(tmp_path):
+    result = invoke("transcribe", "--temperature", "5", tone(tmp_path / "a.wav"))
+    assert result.exit_code == 2
+    assert "╭" not in result.stderr and "│" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("Usage: whisper-cli transcribe ")
+    assert lines[-1] == (
+        "Error: Invalid value for '--temperature': 5.0 is not in the range 0.0<=x<=1.0."
+    )
+    result = run(["transcribe", "--no-such-option", "a.wav"])  # the program, on a pipe
+    assert result.returncode == 2 and "╭" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "Error: No such option: --no-such-option"
+    result = run(["no-such-command"])
+    assert result.returncode == 2 and "╭" not in result.stderr
+    assert "Error: No such command 'no-such-command'." in result.stderr
+
+
+def on_a_terminal(args: list[str], columns: int = 100, timeout: float = 240) -> tuple[str, int]:
+    """Run the program with standard output and error on one pseudo-terminal: the text the
+    terminal received (escape sequences removed), and the exit status."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env |= {"TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [*CLI, *args], stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary, env=env
+    )
+    os.close(secondary)
+    received = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 1.0)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            received.append(data)
+        status = process.wait(timeout=60)
+    finally:
+        process.kill()
+        os.close(primary)
+    text = b"".join(received).decode("utf-8", errors="replace")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text), status  # without colours and cursor moves
+
+
+def test_usage_error_on_a_terminal_keeps_typer_box():
+    output, status = on_a_terminal(["transcribe", "--temperature", "5", "a.wav"])
+    assert status == 2 and "╭" in output and "--temperature" in output
+
+
+def test_no_progress_over_a_transcript_on_the_same_terminal(tmp_path, tiny_checkpoint):
+    a, b = tone(tmp_path / "a.wav", seconds=1.5), tone(tmp_path / "b.wav", seconds=1.5)
+    args = ["transcribe", *map(str, fast(tiny_checkpoint)), str(a), str(b), "-f", "json"]
+    output, status = on_a_terminal([*args, "-o", str(tmp_path)])
+    assert status == 0, output
+    assert "RTF" in output, "the bars are drawn when the transcripts go to files"
+    output, status = on_a_terminal([*args, "--stdout"])
+    assert status == 0, output
+    assert "RTF" not in output and "2 files" not in output
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert [Path(r["path"]).name for r in records] == ["a.wav", "b.wav"]
+
+
+def test_progress_leaves_room_for_an_echoed_ctrl_c():
+    """A terminal echoes `^C`; on a full-width last line it wraps onto a new line and the
+    transient bars, cleared from where the cursor is, would stay on screen."""
+    from rich.console import Console, Group
+    from rich.segment import Segment
+
+    from whisper_cli.cli.ui import _rich_progress
+
+    console = Console(width=60, file=io.StringIO(), force_terminal=True)
+    bars = _rich_progress(console)
+    bars.add_task("a-very-long-folder-name/" * 5 + "talk.flac", total=100.0)
+    bars.add_task("2 files", total=200.0)
+    lines = console.render_lines(Group(*bars.get_renderables()), pad=False)
+    assert lines and max(Segment.get_line_length(line) for line in lines) <= 60 - 2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from whisper_cli.cli.ui import FileProgress, Skipped, Ui
+from whisper_cli.cli.ui import FileProgress, Skipped, Ui, stdout_on_the_terminal
 
 if TYPE_CHECKING:
     from whisper_cli.audio import DecodedAudio
@@ -128,7 +128,9 @@ def run_transcription(
                 f"model {whisper.name!r} is English-only: --language {language} is ignored and "
                 "the text will be English"
             )
-        with ui.progress(pending) as progress:
+        # a transcript streaming onto the terminal shows the progress, and bars would overwrite it
+        draw = not (plan.to_stdout and stdout_on_the_terminal())
+        with ui.progress(pending, draw) as progress:
             for job in pending:
                 with batch.job(job):
                     _transcribe_job(
