@@ -22,7 +22,9 @@ import typer
 from typer.testing import CliRunner
 
 from tests.test_cli import CLI, fast, invoke, run, tone
+from whisper_cli import _docs
 from whisper_cli.cli.app import app
+from whisper_cli.cli.compat import ALIASES, openai_verbose
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, parse_clip_timestamps, verify
 from whisper_cli.whisper.languages import language_code
@@ -266,3 +268,131 @@ def test_progress_leaves_room_for_an_echoed_ctrl_c():
     bars.add_task("2 files", total=200.0)
     lines = console.render_lines(Group(*bars.get_renderables()), pad=False)
     assert lines and max(Segment.get_line_length(line) for line in lines) <= 60 - 2
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. openai-whisper's spellings; 4. --vad
+
+
+OPENAI_COMMAND_LINE = """
+    --model_dir models --output_dir out --output_format srt --verbose False --task transcribe
+    --language English --temperature 0 --best_of 3 --beam_size 2 --patience 1.5
+    --length_penalty 0.5 --suppress_tokens -1,220 --initial_prompt Hello.
+    --carry_initial_prompt True --condition_on_previous_text False --fp16 False
+    --temperature_increment_on_fallback None --compression_ratio_threshold 2.0
+    --logprob_threshold None --no_speech_threshold 0.5 --word_timestamps True
+    --prepend_punctuations ¿ --append_punctuations . --highlight_words True --max_line_width 40
+    --max_line_count 2 --threads 0 --clip_timestamps 1,20
+    --hallucination_silence_threshold 2
+""".split()
+
+
+def test_openai_whisper_command_line_means_the_same(captured):
+    seen = parse(captured, *OPENAI_COMMAND_LINE)
+    options, settings, plan = seen.options, seen.settings, seen.plan
+    assert seen.task == "transcribe" and not seen.ui.verbose
+    assert settings.cache_dir == Path("models") and settings.compute_type == "float32"
+    assert plan.formats == ("srt",) and plan.output_dir == Path("out")
+    decoding = options.decoding
+    assert decoding.language == "en" and (decoding.best_of, decoding.beam_size) == (3, 2)
+    assert (decoding.patience, decoding.length_penalty) == (1.5, 0.5)
+    assert decoding.suppress_tokens == (-1, 220)
+    assert options.initial_prompt == "Hello." and options.carry_initial_prompt
+    assert not options.condition_on_previous_text
+    assert options.temperatures == (0.0,)
+    assert options.compression_ratio_threshold == 2.0 and options.logprob_threshold is None
+    assert options.no_speech_threshold == 0.5 and options.word_timestamps
+    assert (options.prepend_punctuations, options.append_punctuations) == ("¿", ".")
+    assert options.clip_timestamps == (1.0, 20.0)
+    assert options.hallucination_silence_threshold == 2.0
+    writer = plan.writer_options
+    assert writer.highlight_words and (writer.max_line_width, writer.max_line_count) == (40, 2)
+    seen = parse(captured, "--max_words_per_line", "5")
+    assert seen.plan.writer_options.max_words_per_line == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--word_timestamps", "False"], {"word_timestamps": False}),
+        (["--condition_on_previous_text", "True"], {"condition_on_previous_text": True}),
+        (["--fp16", "True"], {"compute_type": "auto"}),
+        (["--fp16", "False", "--compute-type", "int8"], {"compute_type": "int8"}),
+        (["--verbose", "True"], {"verbose": True}),
+        (["--verbose=True"], {"verbose": True}),
+        (["--verbose=False"], {"verbose": False}),
+        (["--task", "translate"], {"task": "translate"}),
+        (["--no-vad"], {"skip_silent_windows": False}),
+        (["--vad"], {"skip_silent_windows": True}),
+        ([], {"skip_silent_windows": True, "verbose": False, "task": "transcribe"}),
+    ],
+)
+def test_openai_switches(captured, args, expected):
+    seen = parse(captured, *args)
+    found = {
+        "word_timestamps": seen.options.word_timestamps,
+        "condition_on_previous_text": seen.options.condition_on_previous_text,
+        "compute_type": seen.settings.compute_type,
+        "verbose": seen.ui.verbose,
+        "task": seen.task,
+        "skip_silent_windows": seen.options.skip_silent_windows,
+    }
+    assert {name: found[name] for name in expected} == expected
+
+
+def test_task_transcribe_from_translate(captured):
+    assert parse(captured, "--task", "transcribe", command="translate").task == "transcribe"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--word_timestamps", "maybe"],
+        ["--fp16", "maybe"],
+        ["--task", "summarise"],
+        ["--beam_size", "0"],
+        ["--temperature_increment_on_fallback", "-1"],
+        ["--clip_timestamps", "5,2"],
+        ["--output_format", "docx"],
+    ],
+)
+def test_openai_spellings_are_checked_as_ours(tmp_path, args):
+    result = invoke("transcribe", "-m", tmp_path / "no-model", *args, tone(tmp_path / "a.wav"))
+    assert result.exit_code == 2, result.output
+
+
+def test_openai_verbose_rewrite():
+    assert openai_verbose(["--verbose", "True", "a.wav"]) == ["--verbose", "a.wav"]
+    assert openai_verbose(["a.wav", "--verbose", "False"]) == ["a.wav"]
+    assert openai_verbose(["--verbose", "a.wav"]) == ["--verbose", "a.wav"]
+    assert openai_verbose(["--", "--verbose", "True"]) == ["--", "--verbose", "True"]
+
+
+def test_openai_spellings_are_hidden():
+    help_text = invoke("transcribe", "--help", env={"COLUMNS": "250"}).stdout
+    page = _docs.man_page()
+    for alias in [*ALIASES, "--fp16", "--task"]:
+        assert alias not in help_text, alias
+        assert _docs.escape(alias) not in page, alias
+    assert "--vad" in help_text and _docs.escape("--no-vad") in page
+    env = {"_WHISPER_CLI_COMPLETE": "complete_bash", "COMP_CWORD": "2"}
+    for words in ("whisper-cli transcribe --output", "whisper-cli transcribe --t"):
+        result = run([], env={**env, "COMP_WORDS": words})
+        assert result.returncode == 0 and result.stdout.split(), words
+        assert not [w for w in result.stdout.split() if "_" in w or w in ("--task", "--fp16")]
+
+
+def test_openai_style_run_writes_its_outputs(tmp_path, tiny_checkpoint):
+    """A command line written for openai-whisper, the program's name aside."""
+    audio = tone(tmp_path / "talk.wav", seconds=1.5)
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_checkpoint), "--output_dir", str(out), "--output_format", "json"]
+    args += ["--word_timestamps", "True", "--verbose", "False", "--fp16", "False"]
+    args += ["--temperature_increment_on_fallback", "None", "--beam_size", "1", "--best_of", "1"]
+    args += ["--language", "en", "--task", "transcribe", "--threads", "1", "--no-vad"]
+    result = subprocess.run(
+        [*CLI, "transcribe", str(audio), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "talk.json").read_text(encoding="utf-8"))
+    assert all("words" in segment for segment in data["segments"])

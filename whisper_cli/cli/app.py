@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from whisper_cli.cli.compat import TranscriptionCommand
 from whisper_cli.cli.detect_language import detect_language
 from whisper_cli.cli.help import Group, HelpCommand
 from whisper_cli.cli.models import download_models, list_models, models_default
@@ -78,10 +79,10 @@ def _root(
 
 
 # the commands, in the order of --help
-app.command(cls=HelpCommand, no_args_is_help=True)(transcribe)
+app.command(cls=TranscriptionCommand, no_args_is_help=True)(transcribe)
 app.command(
     name="translate",
-    cls=HelpCommand,
+    cls=TranscriptionCommand,
     help="Translate speech in audio and video files into English text, subtitles and JSON.",
     no_args_is_help=True,
 )(translate)

@@ -205,8 +205,10 @@ def transcribe(
         bool,
         typer.Option(
             "--skip-silent-windows/--no-skip-silent-windows",
-            help="Skip 30-s windows in which voice activity detection (Silero VAD) hears no "
-            "speech, instead of letting the model invent text for silence or music.",
+            "--vad/--no-vad",
+            help="Voice activity detection (Silero VAD) before decoding: skip the 30-s windows "
+            "in which it hears no speech, instead of letting the model invent text for silence "
+            "or music.",
             rich_help_panel=FALLBACK,
         ),
     ] = True,
