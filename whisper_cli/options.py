@@ -104,7 +104,24 @@ def parse_clip_timestamps(text: str) -> tuple[float, ...]:
         raise OptionsError(f"{text!r} is not a comma-separated list of seconds") from None
     if any(not 0 <= s < float("inf") for s in seconds):
         raise OptionsError("clip timestamps must be finite and not negative")
+    check_clips(seconds)
     return seconds
+
+
+def check_clips(seconds: tuple[float, ...]) -> None:
+    """Clips (start, end, start, end, … seconds; the last end may be left out) must each end
+    after they start, and follow one another without overlapping."""
+    for index in range(1, len(seconds)):
+        before, after = seconds[index - 1], seconds[index]
+        if index % 2 and after <= before:  # an end
+            raise OptionsError(
+                f"a clip must end after it starts: {after:g} is not after {before:g}"
+            )
+        if not index % 2 and after < before:  # a start
+            raise OptionsError(
+                f"clips must be in order and not overlap: {after:g} starts before the clip "
+                f"before it ends, at {before:g}"
+            )
 
 
 def verify_decoding(options: DecodingOptions) -> None:
@@ -145,6 +162,7 @@ def verify(options: TranscribeOptions) -> None:
         raise OptionsError("temperatures cannot be negative")
     if any(t < 0 for t in options.clip_timestamps):
         raise OptionsError("clip timestamps cannot be negative")
+    check_clips(options.clip_timestamps)
     if options.hallucination_silence_threshold is not None and not options.word_timestamps:
         raise OptionsError("hallucination_silence_threshold needs word_timestamps")
     if options.split_on_pauses is not None and options.split_on_pauses <= 0:

@@ -15,6 +15,8 @@ import what they need when they run.
 
     app.py              the Typer app; registers the commands; main()
     params.py           the program's name, help panels, parsers, completions, shared options
+    help.py             the help's layout (whole option names); plain usage errors off a terminal
+    compat.py           openai-whisper's option spellings (`--output_format`, `--fp16 False`, …)
     transcribe.py       transcribe, translate (and build_options)
     detect_language.py  detect-language
     models.py           models list, models download

@@ -10,7 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from whisper_cli.cli.compat import TranscriptionCommand
 from whisper_cli.cli.detect_language import detect_language
+from whisper_cli.cli.help import Group, HelpCommand
 from whisper_cli.cli.models import download_models, list_models, models_default
 from whisper_cli.cli.params import PROG, show_version
 from whisper_cli.cli.transcribe import transcribe, translate
@@ -35,6 +37,7 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 
 app = typer.Typer(
     name=PROG,
+    cls=Group,
     epilog="**Examples**\n\n"
     + "\n".join(f"* {what}:\\\n  `{command}`" for what, command in EXAMPLES),
     no_args_is_help=True,
@@ -43,6 +46,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 models_app = typer.Typer(
+    cls=Group,
     help="List the known models and which are cached (the default), or download models for "
     "offline use.",
     invoke_without_command=True,
@@ -75,16 +79,17 @@ def _root(
 
 
 # the commands, in the order of --help
-app.command(no_args_is_help=True)(transcribe)
+app.command(cls=TranscriptionCommand, no_args_is_help=True)(transcribe)
 app.command(
     name="translate",
+    cls=TranscriptionCommand,
     help="Translate speech in audio and video files into English text, subtitles and JSON.",
     no_args_is_help=True,
 )(translate)
-app.command("detect-language", no_args_is_help=True)(detect_language)
+app.command("detect-language", cls=HelpCommand, no_args_is_help=True)(detect_language)
 models_app.callback()(models_default)
-models_app.command("list")(list_models)
-models_app.command("download", no_args_is_help=True)(download_models)
+models_app.command("list", cls=HelpCommand)(list_models)
+models_app.command("download", cls=HelpCommand, no_args_is_help=True)(download_models)
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -71,7 +71,8 @@ def check_language(value: str | None) -> str | None:
         return language_code(value)
     except ValueError:
         raise typer.BadParameter(
-            f"unknown language {value!r}: use a code such as en or de, or a name such as German"
+            f"unknown language {value!r}: use a code such as en or de (fr-FR is fr), or a "
+            "name such as German"
         ) from None
 
 
@@ -104,6 +105,12 @@ def parse_suppress_tokens(value: str) -> tuple[int, ...]:
     if any(token < -1 for token in tokens):
         raise typer.BadParameter("token ids cannot be below -1")
     return tokens
+
+
+def check_increment(value: float | None) -> float | None:
+    if value is not None and value < 0:
+        raise typer.BadParameter("the temperature can only go up: use a number from 0 to 1")
+    return value
 
 
 def check_patience(value: float | None) -> float | None:

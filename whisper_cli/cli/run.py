@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from whisper_cli.cli.ui import FileProgress, Skipped, Ui
+from whisper_cli.cli.ui import FileProgress, Skipped, Ui, stdout_on_the_terminal
 
 if TYPE_CHECKING:
     from whisper_cli.audio import DecodedAudio
@@ -118,7 +118,19 @@ def run_transcription(
                 f"model {whisper.name!r} was not trained to translate; the output may be a "
                 "transcript in the spoken language"
             )
-        with ui.progress(pending) as progress:
+        language = options.decoding.language
+        if (
+            language not in (None, "en")
+            and whisper.family == "whisper"
+            and not whisper.is_multilingual
+        ):
+            ui.warning(
+                f"model {whisper.name!r} is English-only: --language {language} is ignored and "
+                "the text will be English"
+            )
+        # a transcript streaming onto the terminal shows the progress, and bars would overwrite it
+        draw = not (plan.to_stdout and stdout_on_the_terminal())
+        with ui.progress(pending, draw) as progress:
             for job in pending:
                 with batch.job(job):
                     _transcribe_job(

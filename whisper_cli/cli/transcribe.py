@@ -35,6 +35,7 @@ from whisper_cli.cli.params import (
     ThreadsOpt,
     check_clip_timestamps,
     check_formats,
+    check_increment,
     check_language,
     check_patience,
     check_suppress_tokens,
@@ -71,8 +72,8 @@ def transcribe(
             "--language",
             "-l",
             metavar="LANG",
-            help="The spoken language, as a code (en, de, …) or a name (English, German, …); "
-            "detected when not given.",
+            help="The spoken language, as a code (en, de, …), a name (English, German, …) or "
+            "a tag (fr-FR and fr-CA are fr); detected when not given.",
             callback=check_language,
             autocompletion=complete_languages,
             show_default=False,
@@ -84,6 +85,7 @@ def transcribe(
         typer.Option(
             metavar="FLOAT",
             min=0.0,
+            max=1.0,
             help="Temperature of the first decoding attempt.",
             rich_help_panel=DECODING,
         ),
@@ -163,8 +165,9 @@ def transcribe(
         float | None,
         typer.Option(
             parser=parse_optional_float,
+            callback=check_increment,
             metavar="FLOAT|none",
-            help="Raise the temperature by this much while a window's text fails the "
+            help="Raise the temperature by this much, up to 1, while a window's text fails the "
             "thresholds below; 0 or none: no fallback.",
             rich_help_panel=FALLBACK,
         ),
@@ -202,8 +205,10 @@ def transcribe(
         bool,
         typer.Option(
             "--skip-silent-windows/--no-skip-silent-windows",
-            help="Skip 30-s windows in which voice activity detection (Silero VAD) hears no "
-            "speech, instead of letting the model invent text for silence or music.",
+            "--vad/--no-vad",
+            help="Voice activity detection (Silero VAD) before decoding: skip the 30-s windows "
+            "in which it hears no speech, instead of letting the model invent text for silence "
+            "or music.",
             rich_help_panel=FALLBACK,
         ),
     ] = True,
@@ -540,7 +545,8 @@ def build_options(
 def temperatures(start: float, increment: float | None) -> tuple[float, ...]:
     """The temperatures to try: `start`, then up by `increment` to 1.0 (openai-whisper's rule).
 
-    An increment of 0 or None turns fallback off; a start above 1.0 is tried alone.
+    An increment of 0 or None turns fallback off; a start above 1.0 (which the command line
+    rejects) is tried alone.
     """
     if not increment:
         return (start,)

@@ -6,7 +6,9 @@ Data (transcripts, detected languages, model folders) never goes through here.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+ECHO_ROOM = 3  # columns the progress bars leave free at the right: room for an echoed `^C`
 
 
 class Terminated(BaseException):
@@ -123,8 +127,9 @@ class Ui:
             raise typer.Exit(EXIT_FAILED)
 
     @contextlib.contextmanager
-    def progress(self, jobs: Sequence[Job]) -> Iterator[FileProgress]:
-        if not self.interactive:
+    def progress(self, jobs: Sequence[Job], draw: bool = True) -> Iterator[FileProgress]:
+        """Bars for the jobs while a terminal shows them (not when `draw` is False)."""
+        if not (draw and self.interactive):
             yield FileProgress()
             return
         from whisper_cli.audio import audio_duration
@@ -155,6 +160,17 @@ def library_output(show: bool) -> Iterator[None]:
             yield
         finally:
             logging.disable(disabled)
+
+
+def stdout_on_the_terminal() -> bool:
+    """Whether standard output goes to the terminal that standard error (and its progress
+    bars) goes to: there, the bars' redrawing would overwrite the data."""
+    if not (sys.stdout is not None and sys.stdout.isatty() and sys.stderr.isatty()):
+        return False
+    try:
+        return os.ttyname(sys.stdout.fileno()) == os.ttyname(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no ttyname (Windows): assume the same
+        return True
 
 
 def internal_error(error: BaseException) -> str:
@@ -265,6 +281,8 @@ class FileProgress:
 
 
 def _rich_progress(console: Console) -> Progress:
+    from rich.console import RenderableType
+    from rich.constrain import Constrain
     from rich.progress import (
         BarColumn,
         Progress,
@@ -283,7 +301,16 @@ def _rich_progress(console: Console) -> Progress:
                 return Text("RTF  -  ", style="progress.data.speed")
             return Text(f"RTF {task.elapsed / task.completed:.2f}", style="progress.data.speed")
 
-    return Progress(
+    class NarrowProgress(Progress):
+        """Lines that stop short of the terminal's last columns, so that the `^C` a terminal
+        echoes on Ctrl-C stays on the last line (a `^C` wrapped onto a new line would leave
+        the bars on screen: the transient display clears only the lines it drew)."""
+
+        def get_renderables(self) -> Iterable[RenderableType]:
+            width = max(console.width - ECHO_ROOM, 1)
+            yield Constrain(self.make_tasks_table(self.tasks), width)
+
+    return NarrowProgress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.completed:>6.1f}/{task.total:.1f} s"),

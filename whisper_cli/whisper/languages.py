@@ -124,6 +124,8 @@ LANGUAGE_ALIASES = {
     "sinhalese": "si",
     "castilian": "es",
     "mandarin": "zh",
+    "jv": "jw",  # Javanese: ISO 639-1 and BCP-47 say jv, Whisper's token says jw
+    "nb": "no",  # Norwegian Bokmål
 }
 
 # Languages written without spaces between words: word timing splits them per character.
@@ -131,10 +133,17 @@ NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
 
 
 def language_code(name: str) -> str:
-    """'English', 'en' or 'EN' → 'en'; raises ValueError for anything unknown."""
+    """'English', 'en' or 'EN' → 'en', and a BCP-47 or locale tag to its language: 'fr-FR',
+    'pt_BR', 'zh-Hant' → 'fr', 'pt', 'zh' (Whisper has no regions or scripts); raises
+    ValueError for anything unknown."""
     key = name.strip().lower()
     if key in LANGUAGES:
         return key
     if key in LANGUAGE_ALIASES:
         return LANGUAGE_ALIASES[key]
+    base, separator, subtags = key.replace("_", "-").partition("-")
+    if separator and subtags and len(base) in (2, 3):  # a language subtag, not a name
+        code = base if base in LANGUAGES else LANGUAGE_ALIASES.get(base)
+        if code is not None:
+            return code
     raise ValueError(f"unknown language {name!r}")
