@@ -148,7 +148,6 @@ def library_output(show: bool) -> Iterator[None]:
         yield
         return
     import logging
-    import sys
     import warnings
 
     disabled = logging.root.manager.disable
