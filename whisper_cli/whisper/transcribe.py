@@ -23,6 +23,7 @@ from whisper_cli.options import TranscribeOptions, verify
 from whisper_cli.results import Segment, Transcript, TranscriptionInfo
 from whisper_cli.whisper import batched
 from whisper_cli.whisper.decoding import detect_language as detect_language_features
+from whisper_cli.whisper.engine import transcribe_files
 from whisper_cli.whisper.features import LogMelFrames
 from whisper_cli.whisper.languages import language_code
 from whisper_cli.whisper.model import Whisper
@@ -225,3 +226,45 @@ class WhisperModel:
     def collect(self, info: TranscriptionInfo, segments: Iterable[Segment]) -> Transcript:
         """The Transcript of a stream's segments (consuming them)."""
         return collect(self, info, segments)
+
+    def transcribe_many(
+        self, inputs: Iterable[AudioInput], **options: Any
+    ) -> Iterator[tuple[AudioInput, Transcript | Exception]]:
+        """Transcribe many files or sample arrays; yields `(input, Transcript)` for each, or
+        `(input, exception)` for one that failed, as each is done. With `batch_size` > 1 the
+        windows of a decoding batch come from several inputs and short ones share windows
+        (`engine`), and each is yielded as soon as it is done; with 1 (the default), one
+        input after another, each exactly as `transcribe` does it."""
+        parsed = TranscribeOptions.from_kwargs(**options)
+        if parsed.batch_size == 1:
+            for audio in inputs:
+                try:
+                    yield audio, transcribe(self, audio, parsed)
+                except Exception as error:  # that input's failure; the others go on
+                    yield audio, error
+            return
+        in_work: dict[int, AudioInput] = {}  # by number: an input need not be hashable
+
+        def numbered() -> Iterator[tuple[int, AudioInput]]:
+            for number, audio in enumerate(inputs):
+                in_work[number] = audio
+                yield number, audio
+
+        for done in transcribe_files(self, numbered(), parsed, read_samples):
+            outcome = done.transcript if done.error is None else done.error
+            assert outcome is not None
+            yield in_work.pop(done.key), outcome
+
+
+def read_samples(audio: AudioInput) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A path, encoded bytes, samples or sample blocks as 16 kHz mono float32 samples, with the
+    decoder's warnings."""
+    if isinstance(audio, str | bytes | os.PathLike):
+        from whisper_cli.audio import decode_audio  # soundfile, PyAV: only for encoded audio
+
+        decoded = decode_audio(audio)
+        return decoded.samples, decoded.warnings
+    if isinstance(audio, np.ndarray | torch.Tensor):
+        return np.asarray(audio, dtype=np.float32).reshape(-1), ()
+    blocks = [np.asarray(block, dtype=np.float32).reshape(-1) for block in audio]
+    return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), ()

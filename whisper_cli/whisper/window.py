@@ -29,6 +29,7 @@ class WhisperParts(Protocol):
 
     model: Whisper
     tokenizer: Tokenizer
+    name: str
 
     @property
     def device(self) -> torch.device: ...

@@ -1,0 +1,168 @@
+"""Many files at once: windows of several files decoded together, short files packed into one
+window, each file's segments on its own clock, each failure its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whisper_cli.constants import FRAMES_PER_SECOND, SAMPLE_RATE
+from whisper_cli.errors import AudioError
+from whisper_cli.whisper import engine
+from whisper_cli.whisper.engine import assign_to_pieces, clamped, moved
+from whisper_cli.whisper.timing import PendingSegment, TimedWord
+
+
+def _segment(start: float, end: float, words: list[tuple[float, float]] = ()) -> PendingSegment:
+    timed = [TimedWord(" w", a, b, 0.9, [1]) for a, b in words]
+    return PendingSegment(0, start, end, [1, 2], timed)
+
+
+def test_each_segment_goes_to_the_span_that_holds_it():
+    spans = [(0.0, 4.0), (5.0, 9.0), (10.0, 12.0)]
+    segments = [_segment(0.0, 2.0), _segment(2.0, 4.3), _segment(4.8, 9.2), _segment(10, 12)]
+    by_span = assign_to_pieces(segments, spans)
+    assert by_span == [segments[:2], [segments[2]], [segments[3]]]
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        _segment(3.0, 6.0),  # straddles the first two files
+        _segment(4.4, 4.6),  # across the middle of the gap: neither file holds it
+        _segment(0.0, 3.0, words=[(0.5, 1.0), (2.0, 6.0)]),  # a word runs into the next file
+    ],
+)
+def test_a_segment_no_single_file_holds_makes_the_whole_window_unsafe(segment):
+    assert assign_to_pieces([_segment(0.0, 1.0), segment], [(0.0, 4.0), (5.0, 9.0)]) is None
+
+
+def test_segments_move_to_their_files_clock_and_stay_in_their_chunk():
+    segment = _segment(5.2, 7.0, words=[(5.2, 6.0), (6.1, 7.0)])
+    here = moved(
+        segment, shift=2.0 - 5.0, seek=200
+    )  # a piece at 5 s in the window, 2 s in the file
+    assert (here.seek, here.start, here.end) == (200, pytest.approx(2.2), pytest.approx(4.0))
+    assert [(w.start, w.end) for w in here.words] == [
+        (pytest.approx(2.2), pytest.approx(3.0)),
+        (pytest.approx(3.1), pytest.approx(4.0)),
+    ]
+    assert moved(_segment(4.6, 5.5), shift=-5.0, seek=0).start == 0.0  # not before the file
+    cut = clamped(here, 3.5)
+    assert cut.end == 3.5 and cut.words[-1].end == 3.5 and cut.words[0].end == pytest.approx(3.0)
+
+
+# quick on the random-weight model: greedy, one temperature
+FAST = {"temperature": 0.0, "beam_size": 1, "best_of": 1}
+
+
+def _tone(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(round(seconds * SAMPLE_RATE))).astype(np.float32)
+
+
+@pytest.fixture
+def chunks_everywhere(monkeypatch):
+    """Speech from 0.5 s to the end of every file, whatever voice activity detection says
+    about random noise (bookkeeping tests with random weights)."""
+
+    def whole(detector, duration):
+        return [(50, round(duration * FRAMES_PER_SECOND))] if duration > 0.6 else []
+
+    monkeypatch.setattr(engine, "speech_chunks", whole)
+
+
+def test_short_files_share_windows_and_each_gets_its_own_transcript(
+    tiny_model, chunks_everywhere, monkeypatch
+):
+    packed_windows = []
+    pack = engine._Engine._pack
+    monkeypatch.setattr(
+        engine._Engine,
+        "_pack",
+        lambda self, files: (packed_windows.append(len(files)), pack(self, files))[1],
+    )
+    audios = [_tone(seconds, seed) for seed, seconds in enumerate([3.0, 4.5, 2.0, 6.0, 0.3])]
+    results = list(tiny_model.transcribe_many(audios, language="en", batch_size=4, **FAST))
+    assert sorted(id(audio) for audio, _ in results) == sorted(id(audio) for audio in audios)
+    assert any(count > 1 for count in packed_windows)  # several files in one window
+    for audio, transcript in results:
+        duration = len(audio) / SAMPLE_RATE
+        assert transcript.language == "en"
+        assert transcript.duration == pytest.approx(duration)
+        for segment in transcript.segments:
+            assert 0 <= segment.start <= segment.end <= duration
+        assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
+
+
+def test_a_bad_file_in_the_middle_is_its_own_failure(tiny_model, chunks_everywhere, tmp_path):
+    import soundfile as sf
+
+    good = tmp_path / "good.wav"
+    sf.write(good, _tone(3.0, 1), SAMPLE_RATE)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all" * 100)
+    inputs = [str(good), str(bad), _tone(2.0, 2)]
+    results = list(tiny_model.transcribe_many(inputs, language="en", batch_size=2, **FAST))
+    assert len(results) == 3
+    outcome = {
+        index: next(r for a, r in results if a is audio) for index, audio in enumerate(inputs)
+    }
+    assert isinstance(outcome[1], AudioError) and "bad.wav" in str(outcome[1])
+    assert not isinstance(outcome[0], Exception) and not isinstance(outcome[2], Exception)
+
+
+def test_batch_size_one_is_transcribe_one_after_another(tiny_model):
+    audios = [_tone(2.0, 3), _tone(3.0, 4)]
+    many = [result for _, result in tiny_model.transcribe_many(audios, language="en", **FAST)]
+    assert many == [tiny_model.transcribe(audio, language="en", **FAST) for audio in audios]
+
+
+def test_each_file_detects_its_own_language(tiny_model, chunks_everywhere):
+    audios = [_tone(3.0, 5), _tone(2.5, 6)]
+    many = dict(
+        (id(audio), result)
+        for audio, result in tiny_model.transcribe_many(audios, batch_size=2, **FAST)
+    )
+    for audio in audios:
+        alone = tiny_model.detect_language(audio)
+        assert many[id(audio)].language in alone
+
+
+# ---------------------------------------------------------------------------------------------
+# real speech
+
+
+def _short_english(manifest):
+    return [
+        e
+        for e in manifest
+        if e["language"] == "en" and e["expect"] == "speech" and e["category"] != "longform"
+    ]
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("language", ["en", None])
+def test_a_folder_of_short_files_keeps_each_files_words(real_model, audio_dir, manifest, language):
+    """Packed (with --language) or batched across files (without), each file's transcript is
+    as good as alone: no word lands in another file, and times stay within the file."""
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    entries = _short_english(manifest)
+    assert len(entries) >= 6
+    paths = [str(audio_dir / e["file"]) for e in entries]
+    options = {"language": language} if language else {}
+    many = dict(real_model.transcribe_many(paths, batch_size=8, **options))
+    for entry, path in zip(entries, paths, strict=True):
+        transcript = many[path]
+        assert not isinstance(transcript, Exception), transcript
+        alone = real_model.transcribe(path, **options)
+        reference = normalize(entry["text"])
+        ours = jiwer.wer(reference, normalize(transcript.text))
+        theirs = jiwer.wer(reference, normalize(alone.text))
+        assert ours <= theirs + 0.1, (entry["file"], transcript.text, alone.text)
+        assert transcript.language == "en"
+        for segment in transcript.segments:
+            assert 0 <= segment.start <= segment.end <= transcript.duration + 1e-6

@@ -1,0 +1,529 @@
+"""Many recordings at once (`batch_size` > 1): the windows decoded together come from different
+files, and one 30-s window may hold the speech of several short files (packing).
+
+A background thread reads ahead (decoding, resampling, voice activity detection, features), a
+bounded number of files at a time, while the model works on the files read before. Each file is
+cut into speech chunks as in batched mode (`batched.speech_chunks`). Then:
+
+- A file whose speech is one chunk of at most `PACK_SECONDS` is a *piece*: pieces of the same
+  language are glued into one window, `GAP` seconds of silence apart, and decoded as one audio.
+  Each segment goes back to the file whose span holds it, with its times moved to that file's
+  clock. Where that cannot be guaranteed, the pieces are decoded again each alone: a segment
+  that straddles two files, a window that stopped before its last piece, a piece that got no
+  text, or a window that needed temperature fallback or looked silent (so that each file keeps
+  its own no-speech check and fallback).
+- Every other chunk (longer files; pieces decoded alone) runs its own seek loop, as in batched
+  mode, with windows of any file in the same decoding batch.
+
+Files are packed only when the language is known before decoding (given, or the model is
+English-only): a language detected on each file's own audio costs that file an encoder pass of
+its own, which decoding then reuses instead of packing. The windows of one decoding batch share
+a language and the initial prompt; the previous window's text is not a prompt, as in batched
+mode. A file's transcript is handed over as soon as its last chunk is done.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from whisper_cli.audio.vad import detect_speech
+from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
+from whisper_cli.results import Transcript
+from whisper_cli.whisper.batched import LEFT_UNSAID, speech_chunks
+from whisper_cli.whisper.decoding import DecodingResult, DecodingTask
+from whisper_cli.whisper.decoding import detect_language as detect_language_features
+from whisper_cli.whisper.features import LogMelFrames, pad_or_trim
+from whisper_cli.whisper.languages import language_code
+from whisper_cli.whisper.timing import PendingSegment, TimedWord
+from whisper_cli.whisper.window import (
+    WhisperParts,
+    Window,
+    WindowEncoder,
+    at_temperature,
+    decode_with_fallback,
+    initial_prompt_tokens,
+    is_silent,
+    judge,
+    read_window,
+    shown_text,
+    split_on_pauses,
+    to_segment,
+)
+
+if TYPE_CHECKING:
+    from whisper_cli.protocol import AudioInput
+
+PACK_SECONDS = 28.0  # the most speech (and gaps) one packed window holds
+GAP = 1.0  # seconds of silence between two files in a packed window
+READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
+
+Found = tuple[PendingSegment, DecodingResult]
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """One input's outcome: its transcript, or why it failed (and decoding warnings)."""
+
+    key: Any
+    transcript: Transcript | None = None
+    error: Exception | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class _File:
+    """A recording read and waiting for, or in, decoding."""
+
+    key: Any
+    mel: LogMelFrames
+    duration: float  # seconds
+    chunks: list[tuple[int, int]]  # mel frame ranges of its speech
+    samples: np.ndarray | None  # kept only for a file that may be packed
+    warnings: tuple[str, ...]
+    encode: WindowEncoder | None = None
+    language: str | None = None
+    probability: float | None = None
+    open_units: int = 0
+    found: list[Found] = field(default_factory=list)
+    failed: bool = False
+
+
+@dataclass
+class _Chunk:
+    """One chunk of one file, decoded by its own seek loop."""
+
+    file: _File
+    end: int  # mel frame
+    seek: int  # mel frame
+    last_speech: float = 0.0
+    found: list[Found] = field(default_factory=list)
+
+
+@dataclass
+class _Packed:
+    """Single-chunk files glued into one window: (file, start of its piece in the window in
+    seconds) for each."""
+
+    pieces: list[tuple[_File, float]]
+    mel: torch.Tensor  # (n_mels, frames) of the glued audio
+    size: int  # mel frames of audio in the window
+
+
+_Unit = _Chunk | _Packed
+
+
+def transcribe_files(
+    model: WhisperParts,
+    items: Iterable[tuple[Any, AudioInput]],
+    options: TranscribeOptions,
+    read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
+) -> Iterator[FileDone]:
+    """Transcribe `(key, audio)` items, `options.batch_size` windows a decoding batch, packing
+    short files; yields each file's `FileDone` as soon as it is done (not in input order).
+
+    `read` turns an input into 16 kHz mono samples and decoding warnings; a file it fails on
+    (or any exception while that file is decoded) is a `FileDone` with the error, and the
+    others go on.
+    """
+    verify(options)
+    engine = _Engine(model, options)
+    reader = _ReadAhead(items, lambda audio: _read(model, audio, read, engine.packs), READ_AHEAD)
+    try:
+        for key, loaded in reader:
+            if key is _ReadAhead._END:  # iterating the items raised: so does this
+                raise loaded
+            if isinstance(loaded, Exception):
+                yield FileDone(key, error=loaded)
+                continue
+            yield from engine.add(loaded)
+            while engine.ready():  # decode while enough waits; read on otherwise
+                yield from engine.round()
+        while engine.busy():
+            yield from engine.round()
+    finally:
+        reader.close()
+
+
+def _read(
+    model: WhisperParts,
+    audio: AudioInput,
+    read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
+    packs: bool,
+) -> _File:
+    samples, warnings = read(audio)
+    detector = detect_speech(samples)
+    mel = LogMelFrames.from_blocks([samples], model.model.dims.n_mels)
+    duration = mel.content_frames / FRAMES_PER_SECOND
+    chunks = speech_chunks(detector, duration)
+    packable = packs and len(chunks) == 1 and chunks[0][1] - chunks[0][0] <= _pack_frames()
+    return _File(None, mel, duration, chunks, samples if packable else None, warnings)
+
+
+def _pack_frames() -> int:
+    return round(PACK_SECONDS * FRAMES_PER_SECOND)
+
+
+class _ReadAhead:
+    """`read(audio)` of each item on a background thread, at most `depth` results waiting:
+    iterating gives (key, result or the exception it raised), in input order."""
+
+    _END = object()
+
+    def __init__(self, items: Iterable[tuple[Any, Any]], read: Callable[[Any], Any], depth: int):
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(iter(items), read), name="whisper-cli-read", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, items: Iterator[tuple[Any, Any]], read: Callable[[Any], Any]) -> None:
+        try:
+            for key, audio in items:
+                if self._stop.is_set():
+                    return
+                try:
+                    result = read(audio)
+                    if isinstance(result, _File):
+                        result.key = key
+                except Exception as error:  # the file's own failure, reported with it
+                    result = error
+                self._put((key, result))
+        except Exception as error:  # the items themselves failed: end with it
+            self._put((self._END, error))
+        finally:
+            self._put(self._END)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Engine:
+    """The units (chunks, packed windows) waiting to be decoded, and the files in work."""
+
+    def __init__(self, model: WhisperParts, options: TranscribeOptions):
+        self.model = model
+        self.options = options
+        tokenizer = model.tokenizer
+        requested = options.decoding.language
+        self.language = None if requested is None else language_code(requested)
+        if self.language is None and not tokenizer.multilingual:
+            self.language = "en"
+        task = options.decoding.task
+        if task == "translate" and not tokenizer.multilingual:
+            task = "transcribe"  # an English-only model can only transcribe
+        prompt = tuple(initial_prompt_tokens(model, options)) or None
+        self.decoding = replace(options.decoding, task=task, prompt=prompt)
+        self.packs = self.language is not None
+        self.waiting: deque[_Unit] = deque()
+        self.to_pack: list[_File] = []
+
+    # -- intake
+
+    def add(self, file: _File) -> Iterator[FileDone]:
+        """Take a file read ahead: detect its language if needed, and queue its chunks."""
+        try:
+            file.encode = WindowEncoder(self.model, file.mel)
+            if self.language is not None:
+                file.language = self.language
+            else:
+                first = (0, N_FRAMES)
+                if file.chunks:  # the first chunk's window: the first to be decoded
+                    first = (file.chunks[0][0], file.chunks[0][1] - file.chunks[0][0])
+                _, (probabilities,) = detect_language_features(
+                    self.model.model, self.model.tokenizer, file.encode(*first)
+                )
+                file.language = next(iter(probabilities))  # the most likely comes first
+                file.probability = probabilities[file.language]
+        except Exception as error:
+            yield FileDone(file.key, error=error, warnings=file.warnings)
+            return
+        if not file.chunks:
+            yield self._finish(file)
+        elif file.samples is not None:
+            self.to_pack.append(file)
+            if self._packed_seconds(self.to_pack) > PACK_SECONDS:
+                self._pack(self.to_pack[:-1])
+                self.to_pack = self.to_pack[-1:]
+        else:
+            for start, end in file.chunks:
+                self._queue_chunk(file, start, end)
+
+    def _queue_chunk(self, file: _File, start: int, end: int) -> None:
+        file.open_units += 1
+        self.waiting.append(_Chunk(file, end, start))
+
+    @staticmethod
+    def _packed_seconds(files: list[_File]) -> float:
+        pieces = sum((f.chunks[0][1] - f.chunks[0][0]) / FRAMES_PER_SECOND for f in files)
+        return pieces + GAP * (len(files) - 1)
+
+    def _pack(self, files: list[_File]) -> None:
+        """Queue `files` (single-chunk files that may be packed) as one window, or alone."""
+        if len(files) == 1:
+            start, end = files[0].chunks[0]
+            files[0].samples = None
+            self._queue_chunk(files[0], start, end)
+            return
+        gap = np.zeros(round(GAP * SAMPLE_RATE), dtype=np.float32)
+        parts, pieces, at = [], [], 0.0
+        for file in files:
+            start, end = file.chunks[0]
+            assert file.samples is not None
+            parts += [file.samples[start * HOP_LENGTH : end * HOP_LENGTH], gap]
+            pieces.append((file, at))
+            at += (end - start) / FRAMES_PER_SECOND + GAP
+            file.samples = None
+            file.open_units += 1
+        glued = np.concatenate(parts[:-1])
+        mel = LogMelFrames.from_blocks([glued], self.model.model.dims.n_mels)
+        size = min(N_FRAMES, mel.content_frames)
+        self.waiting.append(_Packed(pieces, mel.window(0, size), size))
+
+    # -- decoding
+
+    def ready(self) -> bool:
+        """Whether a full batch waits (so reading more can wait)."""
+        return len(self.waiting) >= self.options.batch_size
+
+    def busy(self) -> bool:
+        if self.to_pack:
+            self._pack(self.to_pack)
+            self.to_pack = []
+        return bool(self.waiting)
+
+    def round(self) -> Iterator[FileDone]:
+        """Decode one batch: up to `batch_size` waiting units of the first one's language."""
+        self.waiting = deque(u for u in self.waiting if not any(f.failed for f in _files(u)))
+        if not self.waiting:
+            return
+        language = _language(self.waiting[0])
+        batch = [unit for unit in self.waiting if _language(unit) == language]
+        batch = batch[: self.options.batch_size]
+        for unit in batch:
+            self.waiting.remove(unit)
+        decoding = replace(self.decoding, language=language)
+        try:
+            outcomes = self._decode(batch, decoding)
+        except Exception as error:  # a failure of these files' decoding: theirs alone
+            for file in {id(f): f for unit in batch for f in _files(unit)}.values():
+                file.failed = True
+                yield FileDone(file.key, error=error, warnings=file.warnings)
+            return
+        for file in outcomes:
+            if file.open_units == 0 and not file.failed:
+                yield self._finish(file)
+
+    def _decode(self, batch: list[_Unit], decoding: DecodingOptions) -> list[_File]:
+        """Decode the units' current windows as one batch; the files whose units moved on."""
+        sizes = [_size(unit) for unit in batch]
+        features = torch.cat(
+            [self._features(unit, size) for unit, size in zip(batch, sizes, strict=True)]
+        )
+        first = at_temperature(decoding, self.options.temperatures[0])
+        reach = [max(0.0, size / FRAMES_PER_SECOND - LEFT_UNSAID) for size in sizes]
+        results = DecodingTask(self.model.model, self.model.tokenizer, first).run(features, reach)
+        touched: list[_File] = []
+        for row, (unit, result) in enumerate(zip(batch, results, strict=True)):
+            row_features = features[row : row + 1]
+            if isinstance(unit, _Packed):
+                self._packed_result(unit, result, row_features, decoding)
+                touched += [file for file, _ in unit.pieces]
+            else:
+                self._chunk_result(unit, sizes[row], result, row_features, decoding, reach[row])
+                touched.append(unit.file)
+        return list({id(file): file for file in touched}.values())
+
+    def _features(self, unit: _Unit, size: int) -> torch.Tensor:
+        model = self.model
+        if isinstance(unit, _Chunk):
+            assert unit.file.encode is not None
+            return unit.file.encode(unit.seek, size)
+        mel = pad_or_trim(unit.mel, N_FRAMES).to(model.device, model.model.dtype)
+        with torch.inference_mode():
+            return model.model.encoder(mel[None])
+
+    def _chunk_result(
+        self,
+        chunk: _Chunk,
+        size: int,
+        result: DecodingResult,
+        features: torch.Tensor,
+        decoding: DecodingOptions,
+        reach: float,
+    ) -> None:
+        """A chunk's window decoded: as a chunk of batched mode, its seek moves on."""
+        options = self.options
+        if judge(result, options).needs_fallback and len(options.temperatures) > 1:
+            result, _ = decode_with_fallback(
+                self.model, features, decoding, options, reach, first=result
+            )
+        if is_silent(result, options):
+            chunk.seek += size
+        else:
+            text = read_window(
+                self.model, Window(chunk.seek, size), result, features, decoding, options,
+                chunk.last_speech,
+            )  # fmt: skip
+            chunk.seek += text.advance if text.advance > 0 else size
+            if options.word_timestamps:
+                words = [w.end for s in text.segments for w in s.words]
+                chunk.last_speech = max([chunk.last_speech, *words])
+            segments = split_on_pauses(text.segments, options, self.model.tokenizer.eot)
+            chunk.found.extend((segment, result) for segment in segments)
+        if chunk.seek < chunk.end:
+            self.waiting.append(chunk)
+            return
+        # the model may place a timestamp in the padding after the chunk: no further
+        end = min(chunk.end / FRAMES_PER_SECOND, chunk.file.duration)
+        chunk.file.found.extend((clamped(s, end), result) for s, result in chunk.found)
+        chunk.file.open_units -= 1
+
+    def _packed_result(
+        self,
+        packed: _Packed,
+        result: DecodingResult,
+        features: torch.Tensor,
+        decoding: DecodingOptions,
+    ) -> None:
+        """A packed window decoded: its segments handed to their files, or every piece
+        queued to be decoded alone where that is not safe."""
+        options = self.options
+        assigned = None
+        if not judge(result, options).needs_fallback and not is_silent(result, options):
+            text = read_window(
+                self.model, Window(0, packed.size), result, features, decoding, options, 0.0
+            )
+            complete = text.single_timestamp_ending or text.advance >= packed.size - round(
+                LEFT_UNSAID * FRAMES_PER_SECOND
+            )
+            segments = split_on_pauses(text.segments, options, self.model.tokenizer.eot)
+            assigned = assign_to_pieces(segments, _spans(packed)) if complete else None
+        for index, (file, start) in enumerate(packed.pieces):
+            file.open_units -= 1
+            mine = assigned[index] if assigned is not None else []
+            if not mine:  # nothing it can be sure of: the piece alone, as a chunk
+                chunk_start, chunk_end = file.chunks[0]
+                self._queue_chunk(file, chunk_start, chunk_end)
+                continue
+            chunk_start, chunk_end = file.chunks[0]
+            shift = chunk_start / FRAMES_PER_SECOND - start
+            end = min(chunk_end / FRAMES_PER_SECOND, file.duration)
+            file.found.extend(
+                (clamped(moved(segment, shift, chunk_start), end), result) for segment in mine
+            )
+
+    def _finish(self, file: _File) -> FileDone:
+        tokenizer = self.model.tokenizer
+        segments = []
+        ordered = sorted(file.found, key=lambda found: found[0].start)
+        for pending, result in ordered:
+            text = shown_text(pending, tokenizer)
+            if text is None:
+                continue
+            segments.append(
+                to_segment(
+                    pending, len(segments), text, result, file.duration,
+                    self.options.word_timestamps,
+                )
+            )  # fmt: skip
+        transcript = Transcript(
+            text=tokenizer.decode([t for s in segments for t in s.tokens]),
+            language=file.language,
+            duration=file.mel.n_samples / SAMPLE_RATE,
+            segments=tuple(segments),
+            model=self.model.name,
+            language_probability=file.probability,
+        )
+        return FileDone(file.key, transcript=transcript, warnings=file.warnings)
+
+
+def _language(unit: _Unit) -> str | None:
+    return unit.file.language if isinstance(unit, _Chunk) else unit.pieces[0][0].language
+
+
+def _files(unit: _Unit) -> list[_File]:
+    return [unit.file] if isinstance(unit, _Chunk) else [file for file, _ in unit.pieces]
+
+
+def _size(unit: _Unit) -> int:
+    return min(N_FRAMES, unit.end - unit.seek) if isinstance(unit, _Chunk) else unit.size
+
+
+def _spans(packed: _Packed) -> list[tuple[float, float]]:
+    """Each piece's place in the packed window, in seconds."""
+    return [
+        (start, start + (file.chunks[0][1] - file.chunks[0][0]) / FRAMES_PER_SECOND)
+        for file, start in packed.pieces
+    ]
+
+
+def assign_to_pieces(
+    segments: list[PendingSegment], spans: list[tuple[float, float]]
+) -> list[list[PendingSegment]] | None:
+    """The segments of each span (start, end in seconds): a segment belongs to the span that
+    holds it, give or take half the gap between two spans; None if any segment is held by no
+    span (it straddles two files) or any word lies outside its segment's span."""
+    slack = GAP / 2
+    by_span: list[list[PendingSegment]] = [[] for _ in spans]
+    for segment in segments:
+        holders = [
+            index
+            for index, (start, end) in enumerate(spans)
+            if segment.start >= start - slack and segment.end <= end + slack
+        ]
+        if len(holders) != 1:
+            return None
+        start, end = spans[holders[0]]
+        if any(w.start < start - slack or w.end > end + slack for w in segment.words):
+            return None
+        by_span[holders[0]].append(segment)
+    return by_span
+
+
+def moved(segment: PendingSegment, shift: float, seek: int) -> PendingSegment:
+    """A packed window's segment on its own file's clock (`shift` seconds later), never
+    before the file's start."""
+
+    def at(time: float) -> float:
+        return max(0.0, time + shift)
+
+    words = [
+        TimedWord(w.word, at(w.start), at(w.end), w.probability, w.tokens) for w in segment.words
+    ]
+    return PendingSegment(seek, at(segment.start), at(segment.end), segment.tokens, words)
+
+
+def clamped(segment: PendingSegment, end: float) -> PendingSegment:
+    """The segment with no time after `end` (the end of its chunk)."""
+    words = [
+        TimedWord(w.word, min(w.start, end), min(w.end, end), w.probability, w.tokens)
+        for w in segment.words
+    ]
+    start, stop = min(segment.start, end), min(segment.end, end)
+    return PendingSegment(segment.seek, start, stop, segment.tokens, words)
