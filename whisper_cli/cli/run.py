@@ -5,10 +5,8 @@ files or onto standard output; one input failing does not stop the others.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from whisper_cli.cli.ui import FileProgress, Skipped, Ui, stdout_on_the_terminal
+from whisper_cli.cli.output import OutputPlan, Utf8Stdout, claim_for_writing, json_line
+from whisper_cli.cli.ui import FileProgress, Ui, stdout_on_the_terminal
 
 if TYPE_CHECKING:
     from whisper_cli.audio import DecodedAudio
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from whisper_cli.options import TranscribeOptions
     from whisper_cli.protocol import SpeechModel
     from whisper_cli.results import Segment, TranscriptionInfo
-    from whisper_cli.writers import WriterOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,17 +68,6 @@ def download_progress(show: bool) -> type | None:
             super().__init__(*args, **kwargs)
 
     return SilentTqdm
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputPlan:
-    """Where transcripts go: files in `formats` under `output_dir`, or standard output."""
-
-    formats: tuple[str, ...]
-    output_dir: Path
-    to_stdout: bool
-    skip_existing: bool
-    writer_options: WriterOptions
 
 
 def run_transcription(
@@ -130,6 +117,11 @@ def run_transcription(
             )
         # a transcript streaming onto the terminal shows the progress, and bars would overwrite it
         draw = not (plan.to_stdout and stdout_on_the_terminal())
+        if len(pending) > 1 and options.batch_size > 1 and whisper.family == "whisper":
+            from whisper_cli.cli.folder import run_many  # windows of many files at once
+
+            run_many(pending, whisper, options, plan, ui, batch, json_lines=len(jobs) > 1)
+            return
         with ui.progress(pending, draw) as progress:
             for job in pending:
                 with batch.job(job):
@@ -150,7 +142,7 @@ def _transcribe_job(
     """Decode, transcribe and write one input (raises for a failure of this input)."""
     from whisper_cli.writers import write_outputs
 
-    with _claim(job, plan):
+    with claim_for_writing(job, plan):
         info, segments = _start(job, whisper, options, ui, progress)
         if plan.to_stdout:
             _write_stdout(job, whisper, info, segments, plan, json_lines)
@@ -159,22 +151,6 @@ def _transcribe_job(
             written = write_outputs(transcript, job.output_base, plan.formats, plan.writer_options)
             ui.info(f"{job.display}: wrote {', '.join(str(path) for path in written)}")
         progress.done(job)
-
-
-@contextlib.contextmanager
-def _claim(job: Job, plan: OutputPlan) -> Iterator[None]:
-    """Hold the job's lock file while writing files; skip a job taken or done meanwhile."""
-    if plan.to_stdout:
-        yield
-        return
-    from whisper_cli.inputs import claim, outputs_exist
-
-    with claim(job) as claimed:
-        if not claimed:
-            raise Skipped("another whisper-cli process is working on it")
-        if plan.skip_existing and outputs_exist(job, plan.formats):  # done while we waited
-            raise Skipped("outputs exist")
-        yield
 
 
 def _write_stdout(
@@ -189,20 +165,15 @@ def _write_stdout(
     from whisper_cli.writers import SegmentWriter, get_writer
 
     writer = get_writer(plan.formats[0], plan.writer_options)
-    out = _Utf8Stdout()
+    out = Utf8Stdout()
     sys.stdout.flush()
     if isinstance(writer, SegmentWriter):
         writer.write_segments(segments, out)
     else:
         text = io.StringIO()
         writer.write(whisper.collect(info, segments), text)
-        out.write(_json_line(job, text.getvalue()) if json_lines else text.getvalue())
+        out.write(json_line(job, text.getvalue()) if json_lines else text.getvalue())
     out.flush()
-
-
-def _json_line(job: Job, text: str) -> str:
-    """A JSON output as one JSON Lines record, with the input's path as its first key."""
-    return json.dumps({"path": job.display, **json.loads(text)}, ensure_ascii=False) + "\n"
 
 
 def decode_job(job: Job, ui: Ui) -> DecodedAudio:
@@ -240,17 +211,6 @@ def _start(
         probability = f" ({info.language_probability:.2f})" if info.language_probability else ""
         ui.info(f"{job.display}: detected language {name}{probability}")
     return info, ui.echo_segments(segments)
-
-
-class _Utf8Stdout(io.TextIOBase):
-    """Standard output as UTF-8 with `\\n` line ends whatever the locale: what files get."""
-
-    def write(self, text: str) -> int:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        return len(text)
-
-    def flush(self) -> None:
-        sys.stdout.buffer.flush()
 
 
 def discover_jobs(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from whisper_cli.cli.output import OutputPlan
 from whisper_cli.cli.params import (
     DECODING,
     DEFAULT_FORMAT,
@@ -45,7 +46,7 @@ from whisper_cli.cli.params import (
     parse_optional_float,
     parse_suppress_tokens,
 )
-from whisper_cli.cli.run import ModelSettings, OutputPlan, run_transcription
+from whisper_cli.cli.run import ModelSettings, run_transcription
 from whisper_cli.cli.ui import Ui
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
