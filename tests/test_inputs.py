@@ -139,7 +139,7 @@ def test_stdin_is_one_job(tmp_path: Path) -> None:
     out = tmp_path / "out"
     jobs, errors = discover(["-", "-"], out)
     assert errors == []
-    assert jobs == [Job(source=None, display="<stdin>", output_base=out / "stdin")]
+    assert jobs == [Job(source=None, display="<stdin>", output_base=out / "stdin", key="-")]
 
 
 def test_stdin_and_a_file_named_stdin_do_not_clash(tmp_path: Path) -> None:

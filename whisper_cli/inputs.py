@@ -61,6 +61,7 @@ class Job:
     source: Path | None  # None: standard input
     display: str  # how messages name the input
     output_base: Path  # output path without the format's extension, inside the output folder
+    key: str = ""  # its path relative to the argument it came from: the same on every machine
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class _Found:
     display: str
     parts: tuple[str, ...]  # folders of the output, relative to the output folder, then the stem
     suffix: str  # the input's extension, added to the output name when names clash
+    key: str  # the path relative to the argument it came from (see Job)
 
 
 def discover(
@@ -99,7 +101,7 @@ def _expand(
 ) -> Iterator[_Found]:
     """The inputs one argument stands for; an argument that is an error goes to `errors`."""
     if arg == STDIN:
-        yield _Found(None, STDIN_DISPLAY, (STDIN_NAME,), "")
+        yield _Found(None, STDIN_DISPLAY, (STDIN_NAME,), "", STDIN)
         return
     if not arg:  # Path("") would be the current folder
         errors.append((arg, "no such file or directory"))
@@ -114,7 +116,7 @@ def _expand(
     if not exists:
         errors.append((arg, "no such file or directory"))
     elif not is_dir:
-        yield _Found(path, arg, (path.stem,), path.suffix)
+        yield _Found(path, arg, (path.stem,), path.suffix, path.name)
     else:
         known_errors = len(errors)
         files = _walk(path, include, exclude, errors)
@@ -122,7 +124,8 @@ def _expand(
             errors.append((arg, "no audio files found in folder"))
         for relative in files:
             parts = (*relative.parent.parts, relative.stem)
-            yield _Found(path / relative, str(path / relative), parts, relative.suffix)
+            key = relative.as_posix()
+            yield _Found(path / relative, str(path / relative), parts, relative.suffix, key)
 
 
 def _walk(
@@ -193,7 +196,7 @@ def _name_jobs(found: list[_Found], output_dir: Path, errors: list[tuple[str, st
         if not base.resolve().is_relative_to(root):  # only a symbolic link can lead out
             errors.append((item.display, f"output {base} would be outside {output_dir}"))
             continue
-        jobs.append(Job(item.source, item.display, base))
+        jobs.append(Job(item.source, item.display, base, item.key))
     return jobs
 
 

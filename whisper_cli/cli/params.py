@@ -76,6 +76,22 @@ def check_language(value: str | None) -> str | None:
         ) from None
 
 
+def check_shard(value: str | None) -> str | None:
+    """'K/N', 'auto' or 'auto/N' (see `whisper_cli.shard`); a usage error otherwise."""
+    if value is not None:
+        parse_shard(value)
+    return value
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    from whisper_cli.shard import parse_shard as parse
+
+    try:
+        return parse(value)
+    except OptionsError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def check_clip_timestamps(value: str) -> str:
     parse_clip_timestamps(value)
     return value

@@ -79,11 +79,20 @@ def run_transcription(
     options: TranscribeOptions,
     plan: OutputPlan,
     ui: Ui,
+    shard: tuple[int, int] | None = None,
 ) -> None:
-    """Transcribe (`task` "transcribe") or translate every input, as `plan` says."""
+    """Transcribe (`task` "transcribe") or translate every input, as `plan` says (only
+    those of part K of N, with `shard` (K, N))."""
     from whisper_cli.inputs import outputs_exist
 
     jobs = discover_jobs(inputs, plan.output_dir, include, exclude, ui)
+    if shard is not None:
+        from whisper_cli.shard import shard_of
+
+        index, count = shard
+        found = len(jobs)
+        jobs = [job for job in jobs if shard_of(job.key, count) == index]
+        ui.info(f"shard {index}/{count}: {len(jobs)} of {found} inputs")
     if plan.to_stdout and len(jobs) > 1 and plan.formats != ("json",):
         raise typer.BadParameter(
             f"with several inputs it needs -f json (JSON Lines); {len(jobs)} inputs found",

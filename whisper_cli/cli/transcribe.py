@@ -39,11 +39,13 @@ from whisper_cli.cli.params import (
     check_increment,
     check_language,
     check_patience,
+    check_shard,
     check_suppress_tokens,
     complete_formats,
     complete_languages,
     parse_clip_timestamps,
     parse_optional_float,
+    parse_shard,
     parse_suppress_tokens,
 )
 from whisper_cli.cli.run import ModelSettings, run_transcription
@@ -299,6 +301,19 @@ def transcribe(
     ] = "0",
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Only part K of N (K from 0 to N-1) of the inputs, split by a stable hash of each "
+            "input's path within its argument: N jobs (a Slurm array, GNU parallel) over one "
+            "output folder do every file once. auto: K and N from a Slurm array; auto/N: K "
+            "from Slurm or a Kubernetes Indexed Job.",
+            callback=check_shard,
+            show_default=False,
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
     # output
     output_format: Annotated[
         str,
@@ -421,6 +436,7 @@ def _transcription_command(
     threads: int,
     include: list[str] | None,
     exclude: list[str] | None,
+    shard: str | None,
     output_format: str,
     output_dir: Path,
     stdout: bool,
@@ -457,7 +473,8 @@ def _transcription_command(
     ui = Ui(quiet=quiet, verbose=verbose, debug=debug)
     plan = OutputPlan(formats, output_dir, stdout, skip_existing, writer_options)
     settings = ModelSettings(model, revision, offline, cache_dir, device, compute_type, threads)
-    run_transcription(task, inputs, include, exclude, settings, options, plan, ui)
+    part = None if shard is None else parse_shard(shard)
+    run_transcription(task, inputs, include, exclude, settings, options, plan, ui, part)
 
 
 # ---------------------------------------------------------------------------------------------
