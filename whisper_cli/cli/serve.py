@@ -11,7 +11,6 @@ import typer
 from whisper_cli.cli.params import (
     DECODING,
     DEFAULT_MODEL,
-    RUN,
     CacheDirOpt,
     ComputeTypeOpt,
     DebugOpt,
