@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 def base_options(batch_size: int = 4, beam_size: int | None = None) -> TranscribeOptions:
-    options = TranscribeOptions(batch_size=batch_size)
+    options = TranscribeOptions(batch_size=batch_size, temperatures=(0.0,))
     return replace(options, decoding=DecodingOptions(beam_size=beam_size))
 
 
