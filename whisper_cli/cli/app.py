@@ -15,6 +15,7 @@ from whisper_cli.cli.detect_language import detect_language
 from whisper_cli.cli.help import Group, HelpCommand
 from whisper_cli.cli.models import download_models, list_models, models_default
 from whisper_cli.cli.params import PROG, show_version
+from whisper_cli.cli.serve import serve
 from whisper_cli.cli.transcribe import transcribe, translate
 from whisper_cli.cli.ui import EXIT_TERMINATED, Terminated
 
@@ -32,6 +33,7 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("Translate French speech into English text", "whisper-cli translate -m small -f txt fr.wav"),
     ("Guess the spoken language of files", "whisper-cli detect-language -m base --top 3 *.wav"),
     ("Prepare a machine for offline use", "whisper-cli models download base small"),
+    ("Serve the OpenAI and DeepInfra speech APIs on port 8000", "whisper-cli serve -m base"),
 )
 
 
@@ -90,6 +92,7 @@ app.command("detect-language", cls=HelpCommand, no_args_is_help=True)(detect_lan
 models_app.callback()(models_default)
 models_app.command("list", cls=HelpCommand)(list_models)
 models_app.command("download", cls=HelpCommand, no_args_is_help=True)(download_models)
+app.command("serve", cls=HelpCommand)(serve)
 
 
 def _terminate(signum: int, frame: Any) -> None:

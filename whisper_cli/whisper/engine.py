@@ -126,19 +126,29 @@ def transcribe_files(
     items: Iterable[tuple[Any, AudioInput]],
     options: TranscribeOptions,
     read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
+    eager: bool = False,
 ) -> Iterator[FileDone]:
     """Transcribe `(key, audio)` items, `options.batch_size` windows a decoding batch, packing
     short files; yields each file's `FileDone` as soon as it is done (not in input order).
 
     `read` turns an input into 16 kHz mono samples and decoding warnings; a file it fails on
     (or any exception while that file is decoded) is a `FileDone` with the error, and the
-    others go on.
+    others go on. With `eager`, a batch that is not full is decoded whenever no read input
+    waits (for items that arrive over time, as a server's requests do, and may block);
+    otherwise reading goes on until a batch is full or the items end.
     """
     verify(options)
     engine = _Engine(model, options)
     reader = _ReadAhead(items, lambda audio: _read(model, audio, read, engine.packs), READ_AHEAD)
     try:
-        for key, loaded in reader:
+        while True:
+            item = reader.take(block=not (eager and engine.busy()))
+            if item is None:  # eager, and nothing read waits: decode what there is
+                yield from engine.round()
+                continue
+            if item is _ReadAhead._END:
+                break
+            key, loaded = item
             if key is _ReadAhead._END:  # iterating the items raised: so does this
                 raise loaded
             if isinstance(loaded, Exception):
@@ -211,12 +221,13 @@ class _ReadAhead:
             except queue.Full:
                 continue
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            yield item
+    def take(self, block: bool = True) -> Any:
+        """The next (key, result), `_END` after the last, or None when not blocking and
+        nothing waits."""
+        try:
+            return self._queue.get(block=block)
+        except queue.Empty:
+            return None
 
     def close(self) -> None:
         self._stop.set()
