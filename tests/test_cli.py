@@ -426,22 +426,126 @@ def test_skip_existing(tmp_path, tiny_checkpoint):
     assert result.stderr.strip().splitlines()[-1] == "1 transcribed, 0 failed, 1 skipped"
 
 
-def test_input_held_by_another_process_is_skipped(tmp_path, tiny_checkpoint):
-    audio = tone(tmp_path / "a.wav")
+@pytest.mark.parametrize(
+    ("how", "batch_size"),
+    [("released", 1), ("holder killed", 1), ("done meanwhile", 1), ("released", 2)],
+)
+def test_input_held_by_another_process_is_waited_for(
+    tmp_path, tiny_checkpoint, monkeypatch, how, batch_size
+):
+    """Another process holds a.wav's lock (and has written a.srt): this run does b.wav first,
+    then waits for the lock to go (removed, or left by a process that has ended) and writes
+    the JSON that it was asked for, or skips a.wav if --skip-existing finds it done by then.
+    With --batch-size 2 the files go through the engine, a.wav then alone."""
+    import socket
+    import threading
+
+    from whisper_cli import inputs
+
+    monkeypatch.setattr(inputs, "LOCK_POLL_SECONDS", 0.02)
+    a, b = tone(tmp_path / "in" / "a.wav"), tone(tmp_path / "in" / "b.wav", frequency=880)
     out = tmp_path / "out"
     out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        import socket
+    (out / "a.srt").write_text("the other process's work\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (out / "a.lock").write_text(f"{holder.pid} {socket.gethostname()}\n")
 
-        (out / "a.lock").write_text(f"{sleeper.pid} {socket.gethostname()}\n")
-        result = invoke("transcribe", *fast(tiny_checkpoint), audio, "-f", "txt", "-o", out)
+    def other_process_finishes() -> None:
+        deadline = time.monotonic() + 120
+        while not (out / "b.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until this run has done b.wav and waits for a.wav
+        time.sleep(0.2)
+        if how == "done meanwhile":
+            (out / "a.json").write_text("{}")
+        if how == "holder killed":
+            holder.kill()  # the lock stays, stale
+            holder.wait()
+        else:
+            (out / "a.lock").unlink()
+
+    other = threading.Thread(target=other_process_finishes)
+    other.start()
+    try:
+        extra = ["--skip-existing"] if how == "done meanwhile" else []
+        extra += ["--batch-size", str(batch_size)]
+        result = invoke("transcribe", *fast(tiny_checkpoint), a, b, "-f", "json", "-o", out, *extra)
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        other.join()
+        holder.kill()
+        holder.wait()
+    assert f"{a}: waiting for process {holder.pid} on {socket.gethostname()}" in result.stderr
     assert result.exit_code == 0, result.output
-    assert "1 skipped" in result.stderr
-    assert not (out / "a.txt").exists()
+    if how == "done meanwhile":
+        assert result.stderr.strip().splitlines()[-1] == "1 transcribed, 0 failed, 1 skipped"
+        assert (out / "a.json").read_text() == "{}"
+    else:
+        assert result.stderr.strip().splitlines()[-1] == "2 transcribed, 0 failed"
+        assert json.loads((out / "a.json").read_text(encoding="utf-8"))["duration"] == 1.0
+    assert (out / "a.srt").read_text() == "the other process's work\n"
+    assert not (out / "a.lock").exists()
+
+
+def test_a_name_that_is_not_utf8(tmp_path, tiny_checkpoint):
+    """Transcribed, its outputs named with its bytes, its name escaped in messages and kept
+    in JSON Lines (as JSON escapes that give the name back)."""
+    folder = os.fsencode(tmp_path)
+    try:
+        audio = Path(os.fsdecode(os.path.join(folder, b"caf\xe9.wav")))
+        shutil.copy(tone(tmp_path / "tone.wav"), audio)
+    except OSError:
+        pytest.skip("the file system takes only UTF-8 names")
+    out = tmp_path / "out"
+    result = invoke("transcribe", *fast(tiny_checkpoint), audio, "-f", "txt,json", "-o", out, "-v")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(os.fsencode(out))) == [b"caf\xe9.json", b"caf\xe9.txt"]
+    assert f"{tmp_path}/caf\\xe9.wav: wrote" in result.stderr
+    assert "\udce9" not in result.stderr
+
+    lines = invoke("transcribe", *fast(tiny_checkpoint), audio, audio.with_name("tone.wav"),
+                   "-f", "json", "--stdout")  # fmt: skip
+    assert lines.exit_code == 0, lines.output
+    assert "\\udce9" in lines.stdout_bytes.decode("ascii", "replace")  # valid UTF-8 JSON
+    assert [json.loads(line)["path"] for line in lines.stdout_bytes.decode().splitlines()] == [
+        str(audio),
+        str(audio.with_name("tone.wav")),
+    ]
+
+    detected = invoke("detect-language", "-m", tiny_checkpoint, audio)
+    assert detected.exit_code == 0, detected.output
+    assert detected.stdout_bytes.startswith(os.fsencode(audio) + b"\t")
+
+
+def test_renamed_outputs_are_told(tmp_path, tiny_checkpoint):
+    first, second = tone(tmp_path / "x" / "clip.wav"), tone(tmp_path / "y" / "clip.wav")
+    dash, plain = tone(tmp_path / "-dash.wav"), tone(tmp_path / "plain.wav")
+    out = tmp_path / "out"
+    args = [first, second, "--", dash, plain]
+    result = invoke("transcribe", *fast(tiny_checkpoint), "-f", "txt", "-o", out, *args)
+    assert result.exit_code == 0, result.output
+    told = [line for line in result.stderr.splitlines() if " → " in line]
+    assert told == [
+        f"{first} → {out}/clip.wav.*",
+        f"{second} → {out}/clip-2.wav.*",
+        f"{dash} → {out}/_dash.*",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_dash.txt",
+        "clip-2.wav.txt",
+        "clip.wav.txt",
+        "plain.txt",
+    ]
+
+
+def test_hidden_files_skipped_are_counted_with_verbose(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "in"
+    tone(folder / "a.wav")
+    tone(folder / ".b.wav")
+    tone(folder / ".cache" / "c.wav")
+    args = ["transcribe", *fast(tiny_checkpoint), folder, "-f", "txt", "-o", tmp_path / "out"]
+    result = invoke(*args, "-v")
+    assert result.exit_code == 0, result.output
+    assert f"{folder}: 2 hidden entries skipped" in result.stderr.splitlines()
+    assert "hidden" not in invoke(*args).stderr
 
 
 def test_nonexistent_input_fails_alone(tmp_path, tiny_checkpoint):

@@ -6,12 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from whisper_cli.inputs import Job, claim, discover, lock_path, outputs_exist
+from whisper_cli import inputs
+from whisper_cli.inputs import Job, claim, discover, lock_holder, lock_path, outputs_exist
 
 
 def touch(root: Path, *names: str) -> None:
@@ -221,6 +223,56 @@ def test_long_names_are_shortened_and_stay_distinct(tmp_path: Path) -> None:
     assert names[0].endswith(".mp3") and names[1].endswith(".wav")
 
 
+def non_utf8_name(folder: Path, name: bytes) -> Path:
+    """A file whose name is the given bytes (not UTF-8), or a skip where names must be UTF-8."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(os.path.join(os.fsencode(folder), name), "wb"):
+            pass
+    except OSError:
+        pytest.skip("the file system takes only UTF-8 names")
+    return folder / os.fsdecode(name)
+
+
+def test_a_name_that_is_not_utf8_keeps_its_bytes(tmp_path: Path) -> None:
+    path = non_utf8_name(tmp_path / "in", b"caf\xe9 \xff.wav")
+    out = tmp_path / "out"
+    for args in ([str(path)], [str(tmp_path / "in")]):
+        jobs, errors = discover(args, out)
+        assert errors == []
+        [job] = jobs
+        assert os.fsencode(job.output_base) == os.fsencode(out) + b"/caf\xe9 \xff"
+        assert not job.renamed
+
+
+def test_a_long_name_that_is_not_utf8_is_cut_to_whole_bytes(tmp_path: Path) -> None:
+    path = non_utf8_name(tmp_path, b"\xe9" * 230 + b".wav")
+    [job], _ = discover([str(path)], tmp_path / "out")
+    assert os.fsencode(job.output_base.name) == b"\xe9" * 200
+    assert job.renamed
+
+
+def test_jobs_say_which_outputs_are_renamed(tmp_path: Path) -> None:
+    touch(tmp_path, "x/clip.wav", "y/clip.wav", "-dash.wav", "plain.wav", "in/sub/deep.wav")
+    out = tmp_path / "out"
+    args = [str(tmp_path / n) for n in ("x/clip.wav", "y/clip.wav", "-dash.wav", "plain.wav")]
+    jobs, _ = discover([*args, str(tmp_path / "in")], out)
+    renamed = {job.display: relative_bases([job], out)[0] for job in jobs if job.renamed}
+    assert renamed == {
+        args[0]: "clip.wav",
+        args[1]: "clip-2.wav",
+        args[2]: "_dash",
+    }
+
+
+def test_hidden_entries_passed_over_are_counted(tree: Path, tmp_path: Path) -> None:
+    touch(tree, "sub/.DS_Store", "sub/deep/.f.wav")
+    hidden: list[tuple[str, int]] = []
+    jobs, _ = discover([str(tree), str(tree / "a.wav")], tmp_path / "out", hidden=hidden)
+    assert hidden == [(str(tree), 4)]  # .hidden.wav, .git (not walked), .DS_Store, .f.wav
+    assert len(jobs) == 7  # a.wav once
+
+
 def test_outputs_never_escape_through_a_symbolic_link(tmp_path: Path) -> None:
     touch(tmp_path / "in", "sub/c.wav", "d.wav")
     out = tmp_path / "out"
@@ -326,3 +378,50 @@ def test_a_fresh_lock_that_replaced_a_stale_one_is_put_back(tmp_path: Path, monk
         assert not claimed
     assert lock_path(job).read_text() == fresh
     assert [p.name for p in lock_path(job).parent.iterdir()] == ["a.lock"]
+
+
+@pytest.fixture
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inputs, "LOCK_POLL_SECONDS", 0.02)
+
+
+def later(action, after: float = 0.3) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(after), action()))
+    thread.start()
+    return thread
+
+
+@pytest.mark.usefixtures("quick_polls")
+@pytest.mark.parametrize("how", ["released", "holder killed"])
+def test_claim_can_wait_for_the_lock(tmp_path: Path, how: str) -> None:
+    """A held lock is waited for until its holder removes it, or until the holder dies and
+    leaves it stale; then it is taken."""
+    job = make_job(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(job, f"{other.pid} {socket.gethostname()}\n")
+        assert lock_holder(job) == f"process {other.pid} on {socket.gethostname()}"
+        if how == "released":
+            thread = later(lock_path(job).unlink)
+        else:
+            thread = later(lambda: (other.kill(), other.wait()))
+        waits = []
+        with claim(job, wait=True, on_wait=lambda: waits.append(1)) as claimed:
+            assert claimed
+            assert lock_path(job).read_text().split()[0] == str(os.getpid())
+        thread.join()
+        assert waits == [1]  # told once
+        assert not lock_path(job).exists()
+        with claim(job, wait=True, on_wait=lambda: waits.append(2)) as claimed:
+            assert claimed
+        assert waits == [1]  # a free lock: no wait to tell
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_lock_holder_of_a_lock_that_tells_nothing(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    assert lock_holder(job) == ""  # no lock
+    write_lock(job, "")
+    assert lock_holder(job) == ""

@@ -70,12 +70,17 @@ FILES = (
     ),
     (
         "OUTPUT_DIR/NAME.{txt,srt,vtt,tsv,json}",
-        "The outputs of an input NAME; files found in folders keep their relative place.",
+        "The outputs of an input NAME; files found in folders keep their relative place. "
+        "Inputs whose names clash keep their extension (NAME.wav.txt), then get a number "
+        "(NAME\\-2.wav.txt); a leading \\- or . becomes _; each input renamed so is told on "
+        "standard error.",
     ),
     (
         "OUTPUT_DIR/NAME.lock",
         "Present while a whisper\\-cli process works on NAME, so that two processes share a "
-        "folder without doing the same work.",
+        "folder without doing the same work. A process that finds NAME locked does its other "
+        "inputs first, then waits until the lock is gone (or its process has ended) and does "
+        "NAME, unless \\-\\-skip\\-existing finds its outputs there by then.",
     ),
 )
 

@@ -12,8 +12,12 @@ and `a.wav`), the clashing ones keep their extension (`out/a.mp3`, `out/a.wav`),
 still clashes a number is added (`out/a-2.wav`). Clashes are found ignoring case, as on macOS
 and Windows, so no output silently overwrites another.
 
+Names are kept as the file system gives them: a name that is not valid UTF-8 (decoded by Python
+with `surrogateescape`) gives an output name with the same bytes. `Job.renamed` tells the jobs
+whose output name is not simply the input's stem, so that the caller can say so.
+
 Two processes may work through the same folder: `claim` takes a lock file next to a job's outputs
-so that each job is done by one of them.
+so that each job is done by one of them; the other can wait for it (`claim(job, wait=...)`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import socket
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -52,6 +56,7 @@ AUDIO_EXTENSIONS = frozenset(
 _MAX_NAME_BYTES = 200  # leaves room for `-<n>`, an extension and `.lock` under NAME_MAX (255)
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # control, surrogate, line breaks
 _UNREADABLE_LOCK_GRACE = 10.0  # seconds a lock file without a pid may be in the middle of writing
+LOCK_POLL_SECONDS = 1.0  # how often a process waiting for another's lock looks at it again
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Job:
     display: str  # how messages name the input
     output_base: Path  # output path without the format's extension, inside the output folder
     key: str = ""  # its path relative to the argument it came from: the same on every machine
+    renamed: bool = False  # the output name is not the input's stem (sanitized or made distinct)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ def discover(
     output_dir: Path,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    hidden: list[tuple[str, int]] | None = None,
 ) -> tuple[list[Job], list[tuple[str, str]]]:
     """Turn arguments into jobs; also return `(input, message)` for each input that is an error.
 
@@ -87,17 +94,20 @@ def discover(
     the path relative to the folder (`sub/*.wav`) and against the file name (`*.wav`). With
     `include`, a file must match one of them (and still be audio); a file matching an `exclude`
     pattern, or inside a folder that matches one, is skipped. Files named explicitly are taken
-    as they are.
+    as they are. When `hidden` is a list, `(folder argument, count)` is appended to it for each
+    folder in which hidden files or folders were passed over.
     """
     errors: list[tuple[str, str]] = []
-    found = _unique(
-        item for arg in args for item in _expand(arg, tuple(include), tuple(exclude), errors)
-    )
+    patterns = (tuple(include), tuple(exclude))
+    found = _unique(item for arg in args for item in _expand(arg, patterns, errors, hidden))
     return _name_jobs(found, Path(output_dir), errors), errors
 
 
 def _expand(
-    arg: str, include: tuple[str, ...], exclude: tuple[str, ...], errors: list[tuple[str, str]]
+    arg: str,
+    patterns: tuple[tuple[str, ...], tuple[str, ...]],
+    errors: list[tuple[str, str]],
+    hidden: list[tuple[str, int]] | None,
 ) -> Iterator[_Found]:
     """The inputs one argument stands for; an argument that is an error goes to `errors`."""
     if arg == STDIN:
@@ -119,7 +129,9 @@ def _expand(
         yield _Found(path, arg, (path.stem,), path.suffix, path.name)
     else:
         known_errors = len(errors)
-        files = _walk(path, include, exclude, errors)
+        files, n_hidden = _walk(path, *patterns, errors)
+        if n_hidden and hidden is not None:
+            hidden.append((arg, n_hidden))
         if not files and len(errors) == known_errors:
             errors.append((arg, "no audio files found in folder"))
         for relative in files:
@@ -130,15 +142,17 @@ def _expand(
 
 def _walk(
     root: Path, include: tuple[str, ...], exclude: tuple[str, ...], errors: list[tuple[str, str]]
-) -> list[Path]:
-    """The audio files under a folder, as sorted paths relative to it."""
+) -> tuple[list[Path], int]:
+    """The audio files under a folder, as sorted paths relative to it, and how many hidden
+    files and folders were passed over."""
 
     def on_error(error: OSError) -> None:
         errors.append((str(error.filename), f"cannot read folder ({os_reason(error)})"))
 
-    files = []
+    files, n_hidden = [], 0
     for folder, subfolders, names in os.walk(root, onerror=on_error):
         here = Path(folder).relative_to(root)
+        n_hidden += sum(name.startswith(".") for name in (*subfolders, *names))
         subfolders[:] = [
             name
             for name in subfolders
@@ -148,7 +162,7 @@ def _walk(
             relative = here / name
             if _wanted(relative, include, exclude) and (root / relative).is_file():
                 files.append(relative)
-    return sorted(files, key=lambda path: path.parts)
+    return sorted(files, key=lambda path: path.parts), n_hidden
 
 
 def _wanted(relative: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
@@ -196,7 +210,7 @@ def _name_jobs(found: list[_Found], output_dir: Path, errors: list[tuple[str, st
         if not base.resolve().is_relative_to(root):  # only a symbolic link can lead out
             errors.append((item.display, f"output {base} would be outside {output_dir}"))
             continue
-        jobs.append(Job(item.source, item.display, base, item.key))
+        jobs.append(Job(item.source, item.display, base, item.key, renamed=name != item.parts))
     return jobs
 
 
@@ -227,7 +241,7 @@ def _unique_names(found: list[_Found]) -> list[tuple[str, ...]]:
 def _renamed(parts: tuple[str, ...], suffix: str, number: int) -> tuple[str, ...]:
     """The parts with the stem numbered (from 2) and the input's extension appended."""
     tail = _truncate(_safe_chars((f"-{number}" if number > 1 else "") + suffix), 50)
-    stem = _truncate(parts[-1], _MAX_NAME_BYTES - len(tail.encode("utf-8")))
+    stem = _truncate(parts[-1], _MAX_NAME_BYTES - _n_bytes(tail))
     return (*parts[:-1], stem + tail)
 
 
@@ -246,16 +260,36 @@ def _sanitize(name: str) -> str:
 
 
 def _safe_chars(text: str) -> str:
-    """The text with path separators, control characters and line breaks replaced by `_`."""
+    """The text with path separators, control characters and line breaks replaced by `_`.
+
+    The bytes of a name that is not UTF-8 (U+DC80 to U+DCFF under `surrogateescape`) stay.
+    """
     return "".join(
-        "_" if char in "/\\" or unicodedata.category(char) in _UNSAFE_CATEGORIES else char
+        "_"
+        if char in "/\\"
+        or (unicodedata.category(char) in _UNSAFE_CATEGORIES and not _is_escaped_byte(char))
+        else char
         for char in text
     )
 
 
+def _is_escaped_byte(char: str) -> bool:
+    return "\udc80" <= char <= "\udcff"
+
+
+def _n_bytes(text: str) -> int:
+    """The length of a name in bytes, as the file system gets it."""
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
 def _truncate(text: str, max_bytes: int) -> str:
-    """The longest prefix of the text that takes at most `max_bytes` in UTF-8."""
-    return text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+    """The longest prefix of the text, in whole characters, that takes at most `max_bytes`."""
+    size = 0
+    for index, char in enumerate(text):
+        size += _n_bytes(char)
+        if size > max_bytes:
+            return text[:index]
+    return text
 
 
 # skip-existing and locks
@@ -272,24 +306,47 @@ def lock_path(job: Job) -> Path:
 
 
 @contextlib.contextmanager
-def claim(job: Job) -> Iterator[bool]:
+def claim(
+    job: Job, wait: bool = False, on_wait: Callable[[], None] | None = None
+) -> Iterator[bool]:
     """Lock a job against other processes; yield whether this process got it.
 
     The lock is `<output base>.lock`, created atomically and holding `<pid> <host>`; it is
     removed on exit. A lock left by a process that no longer runs on this host is taken over.
-    When the job is not claimed, the caller skips it.
+    With `wait`, a lock that another process holds is looked at every `LOCK_POLL_SECONDS`
+    until that process removes it or stops running, and then taken: the job is always claimed
+    (`on_wait` is called once, before waiting, if it has to wait). Without, the job is not
+    claimed and the caller must not count it as done.
     """
     lock = lock_path(job)
     lock.parent.mkdir(parents=True, exist_ok=True)
     claimed = False
     try:
-        with signals_held():  # an interrupt cannot fall between creating the lock and owning it
-            claimed = _acquire(lock)
+        while True:
+            with signals_held():  # an interrupt cannot fall between creating and owning it
+                claimed = _acquire(lock)
+            if claimed or not wait:
+                break
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
+            time.sleep(LOCK_POLL_SECONDS)
         yield claimed
     finally:
         if claimed:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
+
+
+def lock_holder(job: Job) -> str:
+    """Who holds a job's lock, for messages: `process 123 on host`, or "" if unknown."""
+    try:
+        fields = lock_path(job).read_bytes().decode("utf-8", "replace").split()
+    except OSError:
+        return ""
+    if not fields or not fields[0].isdigit():
+        return ""
+    return f"process {fields[0]}" + (f" on {fields[1]}" if len(fields) > 1 else "")
 
 
 def _lock_content() -> bytes:

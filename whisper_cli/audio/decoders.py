@@ -3,20 +3,26 @@ at its own rate.
 
 Decoders, tried in this order:
 
-1. soundfile (libsndfile): WAV, FLAC, Ogg Vorbis and Opus, MP3, AIFF and friends, in any
-   sample format. The canonical decode, which the test fixtures depend on, is::
+1. soundfile (libsndfile): WAV, FLAC, Ogg Vorbis and Opus, AIFF and friends, in any sample
+   format. The canonical decode, which the test fixtures depend on, is::
 
        x, sr = soundfile.read(file, dtype="float32", always_2d=True)
        x = x.mean(axis=1, dtype=np.float32)  # downmix to mono
        if sr != 16000:
            x = soxr.resample(x, sr, 16000, quality="HQ")
 
-2. PyAV (`pip install 'whisper-cli[av]'`), when soundfile does not recognise the format
-   (AAC/M4A/MP4, WebM, WMA, video files): audio stream 0 is decoded frame by frame, damaged
-   packets are skipped, channels are averaged, and soxr resamples (in `decode`), so that every
-   path uses the same resampler.
-3. The `ffmpeg` command, when it is on PATH and PyAV is not installed. ffmpeg resamples itself
+2. PyAV (a dependency; it bundles FFmpeg's libraries), when soundfile does not recognise the
+   format (AAC/M4A/MP4, WebM, WMA, video files), and first for MP3 (MPEG audio, known by its
+   first bytes or its extension): libsndfile's MP3 decoder, libmpg123, prints its complaints
+   about a damaged file on standard error from C, and gives up where FFmpeg skips the damaged
+   frames. Its samples differ from libsndfile's by about 1e-6. Audio stream 0 is decoded frame
+   by frame, damaged packets are skipped, channels are averaged, and soxr resamples (in
+   `decode`), so that every path uses the same resampler.
+3. The `ffmpeg` command, when it is on PATH and PyAV is missing. ffmpeg resamples itself
    (libswresample), so its samples differ slightly from the other two.
+
+Input that none of them reads is named for what it is where that can be told: text, a damaged
+MP3, or data that no decoder recognises.
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ if TYPE_CHECKING:
 DecoderName = Literal["soundfile", "pyav", "ffmpeg"]
 
 NO_AUDIO_STREAM = "not an audio file (no audio stream found)"
-INSTALL_HINT = "install PyAV with `pip install 'whisper-cli[av]'` or put ffmpeg on PATH"
+INSTALL_HINT = (
+    "PyAV, a dependency of whisper-cli, is missing: `pip install av`, or put ffmpeg on PATH"
+)
+MPEG_EXTENSIONS = frozenset({".mp3", ".mp2", ".mp1", ".mpga"})  # libsndfile reads these as MPEG
 
 _READ_FRAMES = 1 << 16  # frames per soundfile read when streaming
 _FFMPEG_READ_SAMPLES = 1 << 16  # samples per read from the ffmpeg pipe
@@ -62,18 +71,71 @@ class _Input:
     name: str  # how messages name the input
     data: str | io.BytesIO  # a path that decoders open themselves, or the bytes in memory
 
-    def open_data(self) -> str | io.BytesIO:
-        """For soundfile: the path, or the bytes rewound so each decoder starts at the top."""
+    def open_data(self) -> str | bytes | io.BytesIO:
+        """For soundfile: the path, or the bytes rewound so each decoder starts at the top.
+
+        The path is given as bytes except on Windows, so that a name that is not UTF-8 reaches
+        the file system as it is (soundfile would encode it strictly).
+        """
         if isinstance(self.data, io.BytesIO):
             self.data.seek(0)
             return self.data
-        return os.path.join(os.curdir, self.data) if self.data == "-" else self.data  # not stdin
+        path = os.path.join(os.curdir, self.data) if self.data == "-" else self.data  # not stdin
+        return path if os.name == "nt" else os.fsencode(path)
 
     def url(self) -> str | io.BytesIO:
         """For FFmpeg (PyAV and the command): "file:" keeps "a:b.m4a" or "-" a plain file."""
         if isinstance(self.data, io.BytesIO):
-            return self.open_data()
+            self.data.seek(0)
+            return self.data
         return f"file:{self.data}"
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """`size` bytes from `offset` (fewer at the end), for guessing what the data is."""
+        if isinstance(self.data, io.BytesIO):
+            return self.data.getbuffer()[offset : offset + size].tobytes()
+        try:
+            with open(self.data, "rb") as file:
+                file.seek(offset)
+                return file.read(size)
+        except OSError:
+            return b""
+
+    def is_mpeg(self) -> bool:
+        """Whether libsndfile would read it as MP3: its data starts as MP3's does, or, for a
+        file, it has an MP3 extension."""
+        named = not isinstance(self.data, io.BytesIO)
+        if named and os.path.splitext(self.data)[1].lower() in MPEG_EXTENSIONS:
+            return True
+        return self.starts_as_mpeg()
+
+    def starts_as_mpeg(self) -> bool:
+        """Whether the data starts with an MPEG audio frame header, after an ID3v2 tag if any."""
+        head = self.read_at(0, 10)
+        offset = 0
+        if len(head) == 10 and head.startswith(b"ID3"):  # size: 4 × 7 bits, then a footer?
+            size = sum(
+                (byte & 0x7F) << shift for byte, shift in zip(head[6:], (21, 14, 7, 0), strict=True)
+            )
+            offset = 10 + size + (10 if head[5] & 0x10 else 0)
+        frame = self.read_at(offset, 2) if offset else head[:2]
+        # 11 sync bits, then any version and a layer that is not 0 (0 is AAC's ADTS)
+        return (
+            len(frame) == 2 and frame[0] == 0xFF and frame[1] & 0xE0 == 0xE0 and frame[1] & 6 != 0
+        )
+
+    def is_text(self) -> bool:
+        """Whether it starts like a text file: UTF-8 without NUL bytes."""
+        head = self.read_at(0, 1024)
+        if not head or b"\0" in head:
+            return False
+        for cut in range(4):  # the last character may be cut off
+            try:
+                head[: len(head) - cut].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            return True
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,20 +173,51 @@ class _Decoder:
             "transcribing the part that decodes"
         )
 
+    def _check_length(self, decoded_seconds: float) -> None:
+        """Warn when much less decodes than the header promises (an MP3 cut short)."""
+        stated = self.header_duration
+        if stated is not None and stated - decoded_seconds > _HEADER_SLACK_SECONDS:
+            self.warnings.append(
+                f"{self.name}: the header promises {stated:.2f} s but only "
+                f"{decoded_seconds:.2f} s decodes; the file may be truncated"
+            )
+
 
 def _open(inp: _Input, sample_rate: int) -> _Decoder:
-    """The first decoder that accepts the input: soundfile, then PyAV, then ffmpeg."""
+    """The first decoder that accepts the input: soundfile, then PyAV, then ffmpeg; PyAV first
+    for MP3."""
+    av = _import_av()
+    if av is not None and inp.is_mpeg():
+        return _PyAVDecoder(inp, av)
     try:
         return _SoundfileDecoder(inp)
     except sf.LibsndfileError as err:
         reason = _sf_reason(err)
-    av = _import_av()
     if av is not None:
         return _PyAVDecoder(inp, av, reason)
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is not None:
         return _FFmpegDecoder(inp, ffmpeg, sample_rate)
+    if inp.is_text() or inp.starts_as_mpeg():
+        raise AudioError(_unreadable(inp, reason))
     raise AudioError(f"{inp.name}: unsupported audio format (soundfile: {reason}); {INSTALL_HINT}")
+
+
+def _unreadable(inp: _Input, soundfile_reason: str | None, av_reason: str | None = None) -> str:
+    """The message for input that no decoder could open: what it is, where that can be told."""
+    reasons = []
+    if soundfile_reason is not None:
+        if "not a regular file" in soundfile_reason:  # what libsndfile says of a broken MP3
+            soundfile_reason = "no MPEG audio frame it could read"
+        reasons.append(f"soundfile: {soundfile_reason}")
+    if av_reason is not None:
+        reasons.append(f"FFmpeg: {av_reason}")
+    detail = "; ".join(reasons)
+    if inp.is_text():
+        return f"{inp.name}: not an audio file (it holds text)"
+    if inp.starts_as_mpeg():
+        return f"{inp.name}: corrupt MP3 ({detail})"
+    return f"{inp.name}: not an audio file (no decoder recognises the data; {detail})"
 
 
 class _SoundfileDecoder(_Decoder):
@@ -149,7 +242,7 @@ class _SoundfileDecoder(_Decoder):
             self._file = sf.SoundFile(self._inp.open_data())
             return super().read_all()
         self.close()
-        self._check_length(len(frames))
+        self._check_length(len(frames) / self.rate)
         return _downmix(frames)
 
     def pieces(self) -> Iterator[np.ndarray]:
@@ -174,34 +267,23 @@ class _SoundfileDecoder(_Decoder):
                 done += len(frames)
                 if len(frames) < _READ_FRAMES:
                     break
-        self._check_length(done)
+        self._check_length(done / self.rate)
 
     def close(self) -> None:
         self._file.close()
-
-    def _check_length(self, n_frames: int) -> None:
-        """Warn when much less decodes than the header promises (an MP3 cut short)."""
-        header_frames = self._file.frames
-        if header_frames - n_frames > _HEADER_SLACK_SECONDS * self.rate:
-            self.warnings.append(
-                f"{self.name}: the header promises {header_frames / self.rate:.2f} s "
-                f"but only {n_frames / self.rate:.2f} s decodes; the file may be truncated"
-            )
 
 
 class _PyAVDecoder(_Decoder):
     decoder = "pyav"
 
-    def __init__(self, inp: _Input, av: ModuleType, soundfile_reason: str) -> None:
+    def __init__(self, inp: _Input, av: ModuleType, soundfile_reason: str | None = None) -> None:
         super().__init__(inp.name)
         self._av = av
+        self._mpeg = soundfile_reason is None  # tried first, as MP3
         try:
             self._container = av.open(inp.url(), mode="r", metadata_errors="ignore")
         except av.error.FFmpegError as err:
-            raise AudioError(
-                f"{inp.name}: not a recognised audio format "
-                f"(soundfile: {soundfile_reason}; PyAV: {_av_reason(err)})"
-            ) from err
+            raise AudioError(_unreadable(inp, soundfile_reason, _av_reason(err))) from err
         if not self._container.streams.audio:
             self._container.close()
             raise AudioError(f"{inp.name}: {NO_AUDIO_STREAM}")
@@ -241,11 +323,14 @@ class _PyAVDecoder(_Decoder):
                     n_samples += frame.samples
                     yield _frame_to_mono(frame)
         if n_skipped and not n_samples:
-            raise AudioError(f"{self.name}: cannot decode audio (PyAV: {skip_reason})")
+            what = "corrupt MP3" if self._mpeg else "cannot decode audio"
+            raise AudioError(f"{self.name}: {what} (FFmpeg: {skip_reason})")
         if n_skipped:
             self.warnings.append(
                 f"{self.name}: skipped {n_skipped} damaged packets ({skip_reason})"
             )
+        elif self._stream.duration is not None:  # stated by the stream, not guessed
+            self._check_length(n_samples / self.rate)
 
     def close(self) -> None:
         self._container.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from whisper_cli.cli.output import json_text
 from whisper_cli.cli.params import (
     DEFAULT_MODEL,
     OUTPUT,
@@ -77,7 +78,10 @@ def detect_language(
         for job in jobs:
             with batch.job(job):
                 probabilities = whisper.detect_language(decode_job(job, ui).samples)
-                typer.echo(format_detection(job.display, probabilities, top, as_json))
+                line = format_detection(job.display, probabilities, top, as_json) + "\n"
+                sys.stdout.flush()
+                sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape"))  # a name's bytes
+                sys.stdout.buffer.flush()
 
 
 def format_detection(path: str, probabilities: Mapping[str, float], top: int, as_json: bool) -> str:
@@ -90,5 +94,5 @@ def format_detection(path: str, probabilities: Mapping[str, float], top: int, as
             "probability": best[0][1],
             "top": [{"language": code, "probability": p} for code, p in best],
         }
-        return json.dumps(record, ensure_ascii=False)
+        return json_text(record)
     return "\t".join([path, *(f"{code}\t{p:.4f}" for code, p in best)])

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from whisper_cli.cli.output import Utf8Stdout, claim_for_writing, json_line
-from whisper_cli.cli.ui import Skipped
+from whisper_cli.cli.ui import Busy, Skipped
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -33,23 +33,31 @@ def run_many(
     ui: Ui,
     batch: Batch,
     json_lines: bool,
-) -> None:
+) -> list[Job]:
     """Transcribe `jobs` together; each is written (or printed as a JSON line) when done, and
-    each failure is reported on its own line while the rest go on."""
+    each failure is reported on its own line while the rest go on.
+
+    Returns the jobs that another process holds, neither done nor counted, for the caller to
+    come back to (waiting for a lock here would hold up the thread that reads ahead).
+    """
     from whisper_cli.whisper.engine import transcribe_files
     from whisper_cli.whisper.transcribe import read_samples
 
     locks: dict[Job, contextlib.ExitStack] = {}
     refused: list[tuple[Job, str]] = []
+    busy: list[Job] = []
 
     def claimed_jobs() -> Iterator[tuple[Job, str]]:
         """The jobs this process may do, each claimed just before it is read."""
         for job in jobs:
             lock = contextlib.ExitStack()
             try:
-                lock.enter_context(claim_for_writing(job, plan))
+                lock.enter_context(claim_for_writing(job, plan, ui))
             except Skipped as skipped:
                 refused.append((job, str(skipped)))
+                continue
+            except Busy:
+                busy.append(job)
                 continue
             locks[job] = lock
             yield job, "-" if job.source is None else str(job.source)
@@ -78,6 +86,7 @@ def run_many(
         stream.close()
         for lock in locks.values():
             lock.close()
+    return busy
 
 
 def _write(

@@ -7,14 +7,16 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from whisper_cli.cli.ui import Skipped
+from whisper_cli.cli.ui import Busy, Skipped
 
 if TYPE_CHECKING:
+    from whisper_cli.cli.ui import Ui
     from whisper_cli.inputs import Job
     from whisper_cli.writers import WriterOptions
 
@@ -31,16 +33,28 @@ class OutputPlan:
 
 
 @contextlib.contextmanager
-def claim_for_writing(job: Job, plan: OutputPlan) -> Iterator[None]:
-    """Hold the job's lock file while writing files; skip a job taken or done meanwhile."""
+def claim_for_writing(job: Job, plan: OutputPlan, ui: Ui, wait: bool = False) -> Iterator[None]:
+    """Hold the job's lock file while writing files: raise `Busy` when another process holds
+    it (the caller comes back to the job later), or with `wait` wait for it, saying so; skip a
+    job that --skip-existing finds done meanwhile."""
     if plan.to_stdout:
         yield
         return
-    from whisper_cli.inputs import claim, outputs_exist
+    from whisper_cli.inputs import claim, lock_holder, lock_path, outputs_exist
 
-    with claim(job) as claimed:
+    def holder() -> str:
+        return lock_holder(job) or "another whisper-cli process"
+
+    def tell_wait() -> None:
+        ui.notice(
+            f"{job.display}: waiting for {holder()}, which is writing its outputs "
+            f"(its lock: {lock_path(job)})"
+        )
+
+    with claim(job, wait=wait, on_wait=tell_wait) as claimed:
         if not claimed:
-            raise Skipped("another whisper-cli process is working on it")
+            ui.info(f"{job.display}: {holder()} is writing its outputs; coming back to it last")
+            raise Busy
         if plan.skip_existing and outputs_exist(job, plan.formats):  # done while we waited
             raise Skipped("outputs exist")
         yield
@@ -48,7 +62,15 @@ def claim_for_writing(job: Job, plan: OutputPlan) -> Iterator[None]:
 
 def json_line(job: Job, text: str) -> str:
     """A JSON output as one JSON Lines record, with the input's path as its first key."""
-    return json.dumps({"path": job.display, **json.loads(text)}, ensure_ascii=False) + "\n"
+    return json_text({"path": job.display, **json.loads(text)}) + "\n"
+
+
+def json_text(record: dict[str, Any]) -> str:
+    """A record as one line of JSON, non-ASCII text as it is, except the bytes of a file name
+    that is not UTF-8 (lone surrogates): `\\udce9`, which `json.loads` in Python turns back
+    into the name (`os.fsencode` gives its bytes)."""
+    text = json.dumps(record, ensure_ascii=False)
+    return re.sub(r"[\ud800-\udfff]", lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class Utf8Stdout(io.TextIOBase):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from whisper_cli.cli.output import OutputPlan, Utf8Stdout, claim_for_writing, json_line
-from whisper_cli.cli.ui import FileProgress, Ui, stdout_on_the_terminal
+from whisper_cli.cli.ui import Busy, FileProgress, Ui, stdout_on_the_terminal
 
 if TYPE_CHECKING:
     from whisper_cli.audio import DecodedAudio
@@ -93,6 +93,8 @@ def run_transcription(
         found = len(jobs)
         jobs = [job for job in jobs if shard_of(job.key, count) == index]
         ui.info(f"shard {index}/{count}: {len(jobs)} of {found} inputs")
+    if not plan.to_stdout:
+        tell_renames(jobs, ui)
     if plan.to_stdout and len(jobs) > 1 and plan.formats != ("json",):
         raise typer.BadParameter(
             f"with several inputs it needs -f json (JSON Lines); {len(jobs)} inputs found",
@@ -124,18 +126,29 @@ def run_transcription(
                 f"model {whisper.name!r} is English-only: --language {language} is ignored and "
                 "the text will be English"
             )
+        json_lines = len(jobs) > 1
         # a transcript streaming onto the terminal shows the progress, and bars would overwrite it
         draw = not (plan.to_stdout and stdout_on_the_terminal())
         if len(pending) > 1 and options.batch_size > 1 and whisper.family == "whisper":
             from whisper_cli.cli.folder import run_many  # windows of many files at once
 
-            run_many(pending, whisper, options, plan, ui, batch, json_lines=len(jobs) > 1)
-            return
-        with ui.progress(pending, draw) as progress:
+            busy = run_many(pending, whisper, options, plan, ui, batch, json_lines)
+            pending = []
+        else:
+            busy = []
+        # jobs that another process holds come last, each waited for (here, in the main
+        # thread, where Ctrl-C stops the wait) and then done alone
+        with ui.progress(pending + busy, draw) as progress:
             for job in pending:
+                try:
+                    with batch.job(job):
+                        _transcribe_job(job, whisper, options, plan, ui, progress, json_lines)
+                except Busy:
+                    busy.append(job)
+            for job in busy:
                 with batch.job(job):
                     _transcribe_job(
-                        job, whisper, options, plan, ui, progress, json_lines=len(jobs) > 1
+                        job, whisper, options, plan, ui, progress, json_lines, wait=True
                     )
 
 
@@ -147,11 +160,15 @@ def _transcribe_job(
     ui: Ui,
     progress: FileProgress,
     json_lines: bool,
+    wait: bool = False,
 ) -> None:
-    """Decode, transcribe and write one input (raises for a failure of this input)."""
+    """Decode, transcribe and write one input (raises for a failure of this input).
+
+    Raises `Busy` when another process holds the input's lock, unless `wait`.
+    """
     from whisper_cli.writers import write_outputs
 
-    with claim_for_writing(job, plan):
+    with claim_for_writing(job, plan, ui, wait):
         info, segments = _start(job, whisper, options, ui, progress)
         if plan.to_stdout:
             _write_stdout(job, whisper, info, segments, plan, json_lines)
@@ -229,14 +246,27 @@ def discover_jobs(
     exclude: Sequence[str] | None,
     ui: Ui,
 ) -> list[Job]:
-    """The jobs for the arguments; inputs that are errors are reported and counted as failed."""
+    """The jobs for the arguments; inputs that are errors are reported and counted as failed.
+    With --verbose, a line tells how many hidden files and folders a folder walk passed over.
+    """
     from whisper_cli.inputs import STDIN, discover
 
     if STDIN in inputs and sys.stdin is not None and sys.stdin.isatty():
         raise typer.BadParameter(
             "- reads audio from standard input, which is a terminal", param_hint="INPUT"
         )
-    jobs, errors = discover(inputs, output_dir, include or (), exclude or ())
+    hidden: list[tuple[str, int]] = []
+    jobs, errors = discover(inputs, output_dir, include or (), exclude or (), hidden)
+    for name, count in hidden:
+        ui.info(f"{name}: {count} hidden {'entry' if count == 1 else 'entries'} skipped")
     for name, message in errors:
         ui.input_error(name, message)
     return jobs
+
+
+def tell_renames(jobs: Sequence[Job], ui: Ui) -> None:
+    """A line for each input whose output name is not its stem (a name made safe, or made
+    distinct from another input's): where its outputs go."""
+    for job in jobs:
+        if job.renamed:
+            ui.notice(f"{job.display} → {job.output_base}.*")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import traceback
@@ -40,6 +41,11 @@ class Skipped(Exception):
     """Raised inside a job to skip it, with the reason."""
 
 
+class Busy(Exception):
+    """Raised inside a job that another process holds: `Batch.job` lets it through uncounted,
+    for the caller to come back to the job later."""
+
+
 class Ui:
     """Everything that goes to standard error. Data never goes through here."""
 
@@ -60,6 +66,7 @@ class Ui:
     def _print(self, label: str, style: str, message: str) -> None:
         from rich.text import Text
 
+        message = printable(message)
         self.console.print(Text.assemble((label, style), f": {message}" if label else message))
 
     def error(self, message: str) -> None:
@@ -71,6 +78,11 @@ class Ui:
 
     def warning(self, message: str) -> None:
         self._print("warning", "yellow", message)
+
+    def notice(self, message: str) -> None:
+        """A line that tells what is going on, unless --quiet."""
+        if not self.quiet:
+            self._print("", "", message)
 
     def info(self, message: str) -> None:
         """A line for --verbose."""
@@ -172,6 +184,20 @@ def stdout_on_the_terminal() -> bool:
         return True
 
 
+def printable(text: str) -> str:
+    """Text safe to print: the bytes of a file name that is not UTF-8, which Python holds as
+    lone surrogates (`surrogateescape`), shown as `\\xe9`; other lone surrogates as `\\ud800`."""
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def internal_error(error: BaseException) -> str:
     """The one line for an exception that is a bug, not a user's mistake."""
     detail = f": {error}" if str(error) else ""
@@ -204,6 +230,8 @@ class Batch:
         except Skipped as skipped:
             self.skip(name, str(skipped))
             return
+        except Busy:
+            raise
         except BrokenPipeError:  # standard output was closed (`| head`): stop, as Typer does
             raise
         except HubUnavailableError:  # every other job would fail the same way: stop the run
@@ -256,7 +284,7 @@ class FileProgress:
             return
         if self.file is not None:  # the previous file failed
             self.bars.remove_task(self.file)
-        self.file = self.bars.add_task(job.display, total=duration)
+        self.file = self.bars.add_task(printable(job.display), total=duration)
         self.file_seconds = duration
         if self.overall is not None:  # the decoded length replaces the header's estimate
             self.overall_seconds += duration - self.estimates.pop(job, 0.0)
