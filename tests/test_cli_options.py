@@ -48,7 +48,7 @@ def captured(monkeypatch) -> Captured:
 
     seen = Captured()
 
-    def fake_run(task, inputs, include, exclude, settings, options, plan, ui):
+    def fake_run(task, inputs, include, exclude, settings, options, plan, ui, shard=None):
         seen.task, seen.settings, seen.options, seen.plan, seen.ui = (
             task,
             settings,
