@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,6 +41,28 @@ def test_generated_files_are_the_ones_pyproject_ships():
     shipped = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     for relative in _docs.generated_files():
         assert f'"{relative}"' in shipped, relative
+
+
+# `whisper-cli` on PyPI is an unrelated package: every install goes through the checkout
+BY_NAME = re.compile(
+    r"(pip3? install|pipx install|pipx run|uv tool install|uvx) +['\"]?whisper-cli\b"
+)
+
+
+def test_install_words_never_fetch_the_name_from_pypi():
+    texts = [
+        REPO / "README.md",
+        *(REPO / "bench").glob("*.md"),
+        *(REPO / "whisper_cli").rglob("*.py"),
+    ]
+    found = [
+        f"{path.relative_to(REPO)}: {match.group()}"
+        for path in texts
+        for match in BY_NAME.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{tool} install .`" in readme for tool in ("pipx", "uv tool", "pip"))
 
 
 def _groff() -> str:

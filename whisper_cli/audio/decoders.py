@@ -11,10 +11,10 @@ Decoders, tried in this order:
        if sr != 16000:
            x = soxr.resample(x, sr, 16000, quality="HQ")
 
-2. PyAV (`pip install 'whisper-cli[av]'`), when soundfile does not recognise the format
-   (AAC/M4A/MP4, WebM, WMA, video files): audio stream 0 is decoded frame by frame, damaged
-   packets are skipped, channels are averaged, and soxr resamples (in `decode`), so that every
-   path uses the same resampler.
+2. PyAV (the `av` extra: `pip install '.[av]'` from the checkout), when soundfile does not
+   recognise the format (AAC/M4A/MP4, WebM, WMA, video files): audio stream 0 is decoded frame
+   by frame, damaged packets are skipped, channels are averaged, and soxr resamples (in
+   `decode`), so that every path uses the same resampler.
 3. The `ffmpeg` command, when it is on PATH and PyAV is not installed. ffmpeg resamples itself
    (libswresample), so its samples differ slightly from the other two.
 """
@@ -44,7 +44,10 @@ if TYPE_CHECKING:
 DecoderName = Literal["soundfile", "pyav", "ffmpeg"]
 
 NO_AUDIO_STREAM = "not an audio file (no audio stream found)"
-INSTALL_HINT = "install PyAV with `pip install 'whisper-cli[av]'` or put ffmpeg on PATH"
+# never the extra by name: `whisper-cli` on PyPI is an unrelated package
+INSTALL_HINT = (
+    "install PyAV into whisper-cli's environment (`pip install av`) or put ffmpeg on PATH"
+)
 
 _READ_FRAMES = 1 << 16  # frames per soundfile read when streaming
 _FFMPEG_READ_SAMPLES = 1 << 16  # samples per read from the ffmpeg pipe
