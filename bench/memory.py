@@ -1,7 +1,8 @@
-"""Peak memory of a long recording: whisper-cli's streamed features against the reference's
-whole-file ones.
+"""Peak memory of the whisper-cli command: a long recording's streamed features against the
+reference's whole-file ones, or one file as it is under one or more Pythons (PyTorch builds).
 
     python bench/memory.py [--hours 3] [--model DIR] [--peers-python PATH]
+    python bench/memory.py --audio FILE [--python PATH ...] [--repeats N]
 
 Builds a recording of `--hours` by repeating ../shared/audio/en_longform_dev.flac (written once
 to the system's temporary folder), then measures, each in a fresh process:
@@ -15,6 +16,13 @@ to the system's temporary folder), then measures, each in a fresh process:
   which is what its `transcribe` computes before decoding anything; its model is loaded too.
 
 and prints each one's peak resident memory (ru_maxrss of the child).
+
+With `--audio FILE` it transcribes that file whole instead (no long recording, no clip), in
+float32 on the CPU, with `python -m whisper_cli` under each `--python` (default: this one;
+give it several times to compare virtualenvs, e.g. the pinned CPU build of PyTorch against
+the CUDA build that `pip install .` brings), `--repeats` fresh processes each, and prints a
+row per Python with its PyTorch version and the peak RSS of every run. The Pythons run the
+whisper-cli they import: set PYTHONPATH to a checkout to run that one.
 """
 
 from __future__ import annotations
@@ -67,6 +75,32 @@ def peak_rss_mb(command: list[str]) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, time.perf_counter() - start
 
 
+def torch_version(python: str) -> str:
+    """The PyTorch version a Python imports, with its CUDA version where it is a CUDA build."""
+    code = "import torch; print(torch.__version__, torch.version.cuda or '')"
+    return subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def one_file(args: argparse.Namespace) -> None:
+    """Peak RSS of `whisper-cli transcribe FILE` (whole, float32, CPU) under each Python."""
+    pythons = args.python or [sys.executable]
+    print(f"- file: {args.audio}; model {args.model}; float32, CPU", file=sys.stderr)
+    print("| Python | torch | peak RSS MiB | wall s |\n| --- | --- | ---: | ---: |")
+    for python in pythons:
+        runs = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as out:
+                command = [python, "-m", "whisper_cli", "transcribe", str(args.audio)]
+                command += ["-m", args.model, "--device", "cpu", "--compute-type", "float32"]
+                command += ["--threads", str(args.threads), "-q", "-f", "txt", "-o", out]
+                runs.append(peak_rss_mb(command))
+        rss = " / ".join(f"{mb:.0f}" for mb, _ in runs)
+        wall = " / ".join(f"{seconds:.1f}" for _, seconds in runs)
+        print(f"| {python} | {torch_version(python)} | {rss} | {wall} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=3.0)
@@ -75,7 +109,15 @@ def main() -> None:
     parser.add_argument("--peers-python", help="a Python with openai-whisper installed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decode-seconds", type=float, default=30.0)
+    parser.add_argument("--audio", type=Path, help="measure this file, whole, instead")
+    parser.add_argument(
+        "--python", action="append", help="with --audio: a Python to run it under (repeatable)"
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="with --audio: runs per Python")
     args = parser.parse_args()
+    if args.audio is not None:
+        one_file(args)
+        return
 
     recording = long_recording(args.hours)
     print(f"- recording: {recording} ({args.hours:g} h); model {args.model}; CPU", file=sys.stderr)

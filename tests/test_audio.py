@@ -588,7 +588,8 @@ def test_without_pyav_or_ffmpeg_says_what_to_install(m4a: Path) -> None:
     message = str(error.value)
     assert message.startswith(f"{m4a}: unsupported audio format (soundfile: Format not recognised)")
     assert message.endswith(INSTALL_HINT)
-    assert "pip install av" in message
+    assert "`pip install av`" in message
+    assert "whisper-cli[" not in message  # `whisper-cli` on PyPI is someone else's package
     assert audio_duration(m4a) is None
 
 

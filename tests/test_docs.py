@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from tests.conftest import require
 from whisper_cli import _docs
 from whisper_cli.cli.app import app
 
@@ -40,17 +43,57 @@ def test_generated_files_are_the_ones_pyproject_ships():
         assert f'"{relative}"' in shipped, relative
 
 
-def test_man_page_lints_clean():
-    groff = shutil.which("groff")
-    if groff is None:
-        pytest.skip("groff is not installed")
+# `whisper-cli` on PyPI is an unrelated package: every install goes through the checkout
+BY_NAME = re.compile(
+    r"(pip3? install|pipx install|pipx run|uv tool install|uvx) +['\"]?whisper-cli\b"
+)
+
+
+def test_install_words_never_fetch_the_name_from_pypi():
+    texts = [
+        REPO / "README.md",
+        *(REPO / "bench").glob("*.md"),
+        *(REPO / "whisper_cli").rglob("*.py"),
+    ]
+    found = [
+        f"{path.relative_to(REPO)}: {match.group()}"
+        for path in texts
+        for match in BY_NAME.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{tool} install .`" in readme for tool in ("pipx", "uv tool", "pip"))
+
+
+def _groff() -> str:
+    """groff, or a skip (a failure where nothing may skip: `.ci/run` installs groff-base)."""
+    found = shutil.which("groff")
+    return str(require(Path(found) if found else None, "groff (apt-get install groff-base)"))
+
+
+# `man` renders with -Tutf8 in a UTF-8 locale, with -Tlatin1 or -Tascii in others (LANG=C)
+@pytest.mark.parametrize("device", ["utf8", "latin1", "ascii"])
+def test_man_page_renders_without_warnings_in_any_locale(device):
     result = subprocess.run(
-        [groff, "-man", "-ww", "-z", "-Tutf8", str(REPO / "man" / _docs.MAN_FILE)],
+        [_groff(), "-man", "-ww", f"-T{device}", "-P-cbou", str(REPO / "man" / _docs.MAN_FILE)],
         capture_output=True,
-        text=True,
+        env={**os.environ, "LC_ALL": "C", "LANG": "C"},
         timeout=60,
     )
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.returncode == 0 and result.stderr == b"", result.stderr.decode()
+    page = result.stdout.decode("utf-8" if device == "utf8" else "latin-1")
+    # --append-punctuations' default: its CJK punctuation itself, or the code points
+    if device == "utf8":
+        assert "\"'.。,，!！?？:：”)]}、]" in page
+    else:
+        assert '"\'.<U+3002>,<U+FF0C>!<U+FF01>?<U+FF1F>:<U+FF1A>")]}<U+3001>]' in page
+
+
+def test_man_page_escapes_every_non_ascii_character():
+    page = _docs.man_page()
+    assert page.isascii()
+    assert "\\[u3002]" in page and ".fchar \\[u3002] <U+3002>" in page
+    assert "from whisper_cli/cli/;" in page.splitlines()[0]
 
 
 def _commands(group, path):

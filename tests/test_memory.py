@@ -3,13 +3,19 @@ glibc nothing happens."""
 
 import ctypes
 import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.test_cli import tone
 from whisper_cli import memory
 from whisper_cli.memory import release_freed_memory
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _resident_bytes() -> int:
@@ -57,3 +63,20 @@ def test_without_glibc_nothing_happens(monkeypatch, library):
     finally:
         monkeypatch.undo()
         memory._malloc_trim.cache_clear()
+
+
+def test_bench_memory_measures_the_command_on_one_file_under_each_python(tmp_path, tiny_checkpoint):
+    import torch
+
+    audio = tone(tmp_path / "tone.wav", seconds=1.0)
+    command = [sys.executable, str(REPO / "bench" / "memory.py"), "--audio", str(audio)]
+    command += ["--model", str(tiny_checkpoint), "--threads", "1", "--repeats", "2"]
+    command += ["--python", sys.executable]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {sys.executable} ")]
+    assert len(rows) == 1, result.stdout
+    python, version, rss, wall = rows[0].strip("| ").split(" | ")
+    assert version.split()[0] == torch.__version__
+    assert re.fullmatch(r"\d+ / \d+", rss) and re.fullmatch(r"[\d.]+ / [\d.]+", wall)
+    assert all(int(mib) > 100 for mib in rss.split(" / "))  # torch's import alone is more

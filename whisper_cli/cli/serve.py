@@ -103,7 +103,7 @@ def serve(
 ) -> None:
     """Serve OpenAI's and DeepInfra's speech-to-text APIs over HTTP, with one model in memory.
 
-    Needs the server extra: `pip install 'whisper-cli[server]'`. Routes:
+    Needs the server extra: `pip install '.[server]'` from the checkout. Routes:
     POST /v1/audio/transcriptions and /v1/audio/translations (OpenAI: file, model, language,
     prompt, temperature, response_format json|text|srt|verbose_json|vtt,
     timestamp_granularities[], stream), GET /v1/models, POST /v1/inference/{model}
@@ -120,7 +120,9 @@ def serve(
     ui = Ui(debug=debug)
     missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        ui.fatal(f"serve needs {', '.join(missing)}: pip install 'whisper-cli[server]'")
+        ui.fatal(
+            f"serve needs {', '.join(missing)}: pip install '.[server]' in the whisper-cli checkout"
+        )
     from dataclasses import replace
 
     from whisper_cli.options import DecodingOptions, TranscribeOptions

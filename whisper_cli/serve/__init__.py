@@ -1,5 +1,5 @@
 """`whisper-cli serve`: OpenAI's and DeepInfra's speech APIs over HTTP, on one loaded model
-(`pip install 'whisper-cli[server]'`: Starlette, uvicorn, python-multipart).
+(`pip install '.[server]'` from the checkout: Starlette, uvicorn, python-multipart).
 
 app.py (routes, limits, errors, uvicorn), openai.py and deepinfra.py (one API each),
 handling.py (key, upload, job), schemas.py (fields → options, transcripts → JSON),
