@@ -1,4 +1,5 @@
-"""Recordings without speech: no text.
+"""Recordings without speech: no text, no language; and the language of a recording that
+opens without speech detected where the speech is.
 
 The animal recording (tests/data/animal_pig_cc0.flac, see tests/data/README.md) is a grunt
 that Silero VAD takes for 0.7 s of speech, over which the model, fairly sure there is no
@@ -9,16 +10,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from whisper_cli.audio import load_audio
+from whisper_cli.audio.vad import CHUNK, SpeechDetector
+from whisper_cli.constants import N_FRAMES
 from whisper_cli.options import TranscribeOptions
 from whisper_cli.whisper.decoding import DecodingResult
 from whisper_cli.whisper.timing import PendingSegment
-from whisper_cli.whisper.transcribe import transcribe_stream
+from whisper_cli.whisper.transcribe import speech_window, transcribe_stream
 from whisper_cli.whisper.window import MAX_TOKENS_PER_SECOND, is_silent, shown_text
 
 DATA = Path(__file__).resolve().parent / "data"
+PER_SECOND = 16000 / CHUNK  # speech probabilities a second
+
+
+def _detector(voiced_seconds: list[tuple[float, float]], duration: float) -> SpeechDetector:
+    """A detector that has heard speech in those (start, end) seconds, and silence elsewhere."""
+    probabilities = np.zeros(int(duration * PER_SECOND))
+    for start, end in voiced_seconds:
+        probabilities[int(start * PER_SECOND) : int(end * PER_SECOND)] = 0.9
+    detector = SpeechDetector()
+    detector.probabilities = probabilities.tolist()
+    return detector
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,6 +68,21 @@ def test_a_window_is_silent_when_its_text_is_more_than_the_speech_heard_could_ca
     assert is_silent(unsure, options) and is_silent(unsure, options, 30.0, 5)
 
 
+def test_first_speech_passes_over_a_click_to_where_speech_starts():
+    detector = _detector([(2.0, 2.1), (40.0, 45.0)], 60.0)  # a click, then speech
+    start = detector.first_speech(N_FRAMES)
+    assert start is not None and abs(start / 100 - 40.0) <= 0.05
+    assert _detector([(2.0, 2.1)], 60.0).first_speech(N_FRAMES) is None
+    assert _detector([], 60.0).first_speech(N_FRAMES) is None
+
+
+def test_the_language_is_detected_on_the_first_30_s_if_they_hold_speech_else_where_it_starts():
+    assert speech_window(_detector([(25.0, 31.0)], 60.0)) == (0, N_FRAMES)  # the reference's
+    start, length = speech_window(_detector([(35.0, 40.0)], 60.0))
+    assert abs(start / 100 - 35.0) <= 0.05 and length == N_FRAMES
+    assert speech_window(_detector([], 60.0)) is None
+
+
 # ---------------------------------------------------------------------------------------------
 # the real base model
 
@@ -69,3 +99,34 @@ def _transcribe(model, path: Path):
 def test_a_grunt_taken_for_speech_gives_no_text(real_model):
     transcript = _transcribe(real_model, DATA / "animal_pig_cc0.flac")
     assert transcript.segments == (), transcript.text
+
+
+@pytest.mark.real_model
+def test_a_silent_opening_does_not_decide_the_language(real_model, audio_dir):
+    speech = load_audio(audio_dir / "de_pv_A.wav")
+    audio = np.concatenate([np.zeros(35 * 16000, np.float32), speech])
+    info, segments = transcribe_stream(real_model, audio, _cli_defaults())
+    assert info.language == "de" and info.language_probability > 0.9
+    text = "".join(s.text for s in segments)
+    assert "Portal" in text and "genutzt" in text, text  # German, not an English sentence
+    probabilities = real_model.detect_language(audio)
+    assert next(iter(probabilities)) == "de" and probabilities["de"] > 0.9
+    assert real_model.detect_language(np.zeros(35 * 16000, np.float32)) == {}
+
+
+@pytest.mark.real_model
+def test_recordings_that_open_with_speech_keep_the_reference_language(real_model, audio_dir):
+    """The language and its probability as the reference's, on its first 30 s."""
+    from tests.conftest import load_reference
+
+    reference = load_reference("language.json")["files"]
+    for name, expected in reference.items():
+        probabilities = real_model.detect_language(str(audio_dir / name))
+        assert next(iter(probabilities)) == expected["detected"], name
+        for code, probability in expected["top5"]:
+            assert probabilities[code] == pytest.approx(probability, abs=2e-3), (name, code)
+    name = "es_pv_A.wav"
+    info, _ = transcribe_stream(real_model, load_audio(audio_dir / name), _cli_defaults())
+    expected = reference[name]["top5"][0]
+    assert info.language == expected[0]
+    assert info.language_probability == pytest.approx(expected[1], abs=2e-3)

@@ -85,14 +85,17 @@ def detect_language(
 
 
 def format_detection(path: str, probabilities: Mapping[str, float], top: int, as_json: bool) -> str:
-    """One line of `detect-language` output; `probabilities` are sorted most likely first."""
+    """One line of `detect-language` output; `probabilities` are sorted most likely first, and
+    empty where no speech was heard (the language is then "none", or null in JSON)."""
     best = list(probabilities.items())[:top]
     if as_json:
         record = {
             "file": path,
-            "language": best[0][0],
-            "probability": best[0][1],
+            "language": best[0][0] if best else None,
+            "probability": best[0][1] if best else None,
             "top": [{"language": code, "probability": p} for code, p in best],
         }
         return json_text(record)
+    if not best:
+        return f"{path}\tnone"
     return "\t".join([path, *(f"{code}\t{p:.4f}" for code, p in best)])
