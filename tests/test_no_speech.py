@@ -1,5 +1,5 @@
-"""Recordings without speech: no text, no language; and the language of a recording that
-opens without speech detected where the speech is.
+"""Recordings without speech: no text, no language, a notice; and the language of a recording
+that opens without speech detected where the speech is.
 
 The animal recording (tests/data/animal_pig_cc0.flac, see tests/data/README.md) is a grunt
 that Silero VAD takes for 0.7 s of speech, over which the model, fairly sure there is no
@@ -8,11 +8,13 @@ speech (0.67), wrote "I don't know, I don't know, I don't know." with the refere
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.test_cli import errors, fast, invoke, tone
 from whisper_cli.audio import load_audio
 from whisper_cli.audio.vad import CHUNK, SpeechDetector
 from whisper_cli.constants import N_FRAMES
@@ -81,6 +83,74 @@ def test_the_language_is_detected_on_the_first_30_s_if_they_hold_speech_else_whe
     start, length = speech_window(_detector([(35.0, 40.0)], 60.0))
     assert abs(start / 100 - 35.0) <= 0.05 and length == N_FRAMES
     assert speech_window(_detector([], 60.0)) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line, with the tiny random-weight model
+
+
+def _detecting(model: Path) -> list[str]:
+    """`fast` without the language, and with the voice gate on (the default)."""
+    options = fast(model)
+    return [o for o in options if o not in ("--no-skip-silent-windows", "-l", "en")]
+
+
+def test_a_file_without_speech_gets_its_empty_outputs_and_a_notice(tmp_path, tiny_checkpoint):
+    audio = tone(tmp_path / "a.wav", seconds=3.0)  # no voice: every window is skipped
+    out = tmp_path / "out"
+    result = invoke("transcribe", *_detecting(tiny_checkpoint), audio, "-f", "srt,json", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "a.srt").read_text() == ""
+    record = json.loads((out / "a.json").read_text())
+    assert record["segments"] == [] and record["language"] is None
+    assert "language_probability" not in record
+    assert f"{audio}: no speech found" in result.stderr.splitlines()
+
+    result = invoke("transcribe", *_detecting(tiny_checkpoint), audio, "-o", out, "-q", "-f", "txt")
+    assert result.exit_code == 0 and result.stderr == ""
+
+    result = invoke("transcribe", *_detecting(tiny_checkpoint), audio, "-f", "srt", "--stdout")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"{audio}: no speech found" in result.stderr.splitlines()
+
+
+def test_detect_language_says_none_for_a_file_without_speech(tmp_path, tiny_checkpoint):
+    silent, speech = tone(tmp_path / "a.wav"), tone(tmp_path / "b.wav")
+    model = ["-m", tiny_checkpoint, "--threads", "1"]
+    result = invoke("detect-language", *model, silent)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{silent}\tnone\n"
+    assert f"{silent}: no speech found" in result.stderr.splitlines()
+    assert not errors(result.stderr)
+
+    result = invoke("detect-language", *model, silent, "--json", "--top", "3")
+    record = json.loads(result.stdout)
+    assert record == {"file": str(silent), "language": None, "probability": None, "top": []}
+
+    result = invoke("detect-language", *model, silent, speech, "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.splitlines() == [f"{silent}\tnone", f"{speech}\tnone"]
+
+
+def test_an_uncertain_language_is_warned_of(tmp_path, tiny_checkpoint, monkeypatch):
+    """The tiny model's random weights give every language about the same probability."""
+    import whisper_cli.whisper.transcribe as transcribe_module
+
+    monkeypatch.setattr(transcribe_module, "speech_window", lambda detector: (0, N_FRAMES))
+    audio = tone(tmp_path / "a.wav")
+    result = invoke("detect-language", "-m", tiny_checkpoint, "--threads", "1", audio)
+    assert result.exit_code == 0, result.output
+    code, probability = result.stdout.split("\t")[1:]
+    assert float(probability) < 0.5
+    assert f"warning: {audio}: the language is uncertain" in result.stderr
+
+    options = [o for o in fast(tiny_checkpoint) if o not in ("-l", "en")]  # every window decoded
+    result = invoke("transcribe", *options, audio, "-f", "json", "--stdout")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["segments"]  # garbage, but text
+    assert f"warning: {audio}: the language is uncertain" in result.stderr
+    result = invoke("transcribe", *fast(tiny_checkpoint), audio, "-f", "json", "--stdout")
+    assert "uncertain" not in result.stderr  # given, not detected
 
 
 # ---------------------------------------------------------------------------------------------

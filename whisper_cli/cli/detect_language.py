@@ -26,7 +26,13 @@ from whisper_cli.cli.params import (
     RevisionOpt,
     ThreadsOpt,
 )
-from whisper_cli.cli.run import ModelSettings, decode_job, discover_jobs
+from whisper_cli.cli.run import (
+    NO_SPEECH,
+    ModelSettings,
+    decode_job,
+    discover_jobs,
+    warn_if_uncertain,
+)
 from whisper_cli.cli.ui import Ui
 
 
@@ -59,10 +65,13 @@ def detect_language(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Detect the spoken language of each input, from its first 30 seconds.
+    """Detect the spoken language of each input, from its first 30 seconds of speech.
 
     Prints one line per input on standard output: the input, the language code and its
-    probability, tab-separated (with --top, more code and probability pairs follow).
+    probability, tab-separated (with --top, more code and probability pairs follow). An input
+    in which voice activity detection hears no speech gets "none" for its language (null in
+    JSON) and a notice on standard error; it is not a failure (exit status 0). A language less
+    probable than 0.5 gets a warning.
     """
     ui = Ui(quiet=quiet, debug=debug)
     jobs = discover_jobs(inputs, Path(), include, exclude, ui)
@@ -82,6 +91,11 @@ def detect_language(
                 sys.stdout.flush()
                 sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape"))  # a name's bytes
                 sys.stdout.buffer.flush()
+                if not probabilities:
+                    ui.notice(f"{job.display}: {NO_SPEECH}")
+                else:
+                    code, probability = next(iter(probabilities.items()))
+                    warn_if_uncertain(ui, job.display, code, probability)
 
 
 def format_detection(path: str, probabilities: Mapping[str, float], top: int, as_json: bool) -> str:
