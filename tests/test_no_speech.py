@@ -114,6 +114,21 @@ def test_a_file_without_speech_gets_its_empty_outputs_and_a_notice(tmp_path, tin
     assert f"{audio}: no speech found" in result.stderr.splitlines()
 
 
+def test_files_without_speech_batched_together_get_the_notice_and_no_language(
+    tmp_path, tiny_checkpoint
+):
+    folder = tmp_path / "in"
+    a, b = tone(folder / "a.wav", seconds=2.0), tone(folder / "b.wav", seconds=3.0)
+    out = tmp_path / "out"
+    options = [*_detecting(tiny_checkpoint), "--batch-size", "2"]
+    result = invoke("transcribe", *options, folder, "-f", "json", "-o", out)
+    assert result.exit_code == 0, result.output
+    for audio in (a, b):
+        record = json.loads((out / f"{audio.stem}.json").read_text())
+        assert record["segments"] == [] and record["language"] is None
+        assert f"{audio}: no speech found" in result.stderr.splitlines()
+
+
 def test_detect_language_says_none_for_a_file_without_speech(tmp_path, tiny_checkpoint):
     silent, speech = tone(tmp_path / "a.wav"), tone(tmp_path / "b.wav")
     model = ["-m", tiny_checkpoint, "--threads", "1"]
@@ -169,6 +184,17 @@ def _transcribe(model, path: Path):
 def test_a_grunt_taken_for_speech_gives_no_text(real_model):
     transcript = _transcribe(real_model, DATA / "animal_pig_cc0.flac")
     assert transcript.segments == (), transcript.text
+
+
+@pytest.mark.real_model
+def test_files_without_speech_transcribed_together_have_no_language(real_model, audio_dir):
+    paths = [str(DATA / "animal_pig_cc0.flac"), str(audio_dir / "silence_30s.wav")]
+    speech = str(audio_dir / "en_ls_251-137823-0002.wav")
+    many = dict(real_model.transcribe_many([*paths, speech], batch_size=4, beam_size=5, best_of=5))
+    for path in paths:
+        assert many[path].segments == () and many[path].language is None, path
+        assert many[path].language_probability is None, path
+    assert many[speech].language == "en" and many[speech].segments
 
 
 @pytest.mark.real_model

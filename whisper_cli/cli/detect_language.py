@@ -26,13 +26,7 @@ from whisper_cli.cli.params import (
     RevisionOpt,
     ThreadsOpt,
 )
-from whisper_cli.cli.run import (
-    NO_SPEECH,
-    ModelSettings,
-    decode_job,
-    discover_jobs,
-    warn_if_uncertain,
-)
+from whisper_cli.cli.run import ModelSettings, decode_job, discover_jobs
 from whisper_cli.cli.ui import Ui
 
 
@@ -92,10 +86,10 @@ def detect_language(
                 sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape"))  # a name's bytes
                 sys.stdout.buffer.flush()
                 if not probabilities:
-                    ui.notice(f"{job.display}: {NO_SPEECH}")
+                    ui.no_speech(job.display)
                 else:
                     code, probability = next(iter(probabilities.items()))
-                    warn_if_uncertain(ui, job.display, code, probability)
+                    ui.uncertain_language(job.display, code, probability)
 
 
 def format_detection(path: str, probabilities: Mapping[str, float], top: int, as_json: bool) -> str:

@@ -24,23 +24,6 @@ if TYPE_CHECKING:
     from whisper_cli.protocol import SpeechModel
     from whisper_cli.results import Segment, TranscriptionInfo
 
-# a detected language less probable than this is reported as uncertain (faster-whisper's
-# language_detection_threshold)
-UNCERTAIN_LANGUAGE = 0.5
-NO_SPEECH = "no speech found"
-
-
-def warn_if_uncertain(ui: Ui, name: str, code: str, probability: float | None) -> None:
-    """A warning for a detected language whose probability is low."""
-    from whisper_cli.whisper.languages import LANGUAGES
-
-    if probability is not None and probability < UNCERTAIN_LANGUAGE:
-        language = LANGUAGES.get(code, code).title()
-        ui.warning(
-            f"{name}: the language is uncertain: {language} ({probability:.2f}) is the most "
-            "likely; if it is wrong, give the right one with --language"
-        )
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
@@ -202,9 +185,9 @@ def _transcribe_job(
             written = write_outputs(transcript, job.output_base, plan.formats, plan.writer_options)
             ui.info(f"{job.display}: wrote {', '.join(str(path) for path in written)}")
         if not found:
-            ui.notice(f"{job.display}: {NO_SPEECH}")
+            ui.no_speech(job.display)
         elif options.decoding.language is None and info.language is not None:
-            warn_if_uncertain(ui, job.display, info.language, info.language_probability)
+            ui.uncertain_language(job.display, info.language, info.language_probability)
         progress.done(job)
 
 
