@@ -277,12 +277,16 @@ def test_utterance_boundaries_fall_between_segments(real_model, audio_dir):
 
 
 @pytest.mark.real_model
-def test_silence_noise_and_music_produce_no_segments(real_model, audio_dir, manifest):
+def test_silence_noise_and_music_produce_no_segments_and_no_language(
+    real_model, audio_dir, manifest
+):
     for entry in (e for e in manifest if e["expect"] == "no_speech"):
         transcript = real_model.transcribe(
             load_audio(audio_dir / entry["file"]), beam_size=5, best_of=5
         )
         assert transcript.segments == (), (entry["file"], transcript.text)
+        assert transcript.language is None, entry["file"]  # none was heard
+        assert transcript.language_probability is None, entry["file"]
 
 
 @pytest.mark.real_model

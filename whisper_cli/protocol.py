@@ -68,5 +68,6 @@ class SpeechModel(Protocol):
         ...
 
     def detect_language(self, audio: AudioInput) -> dict[str, float]:
-        """Every language's probability, most likely first (ModelError where it cannot)."""
+        """Every language's probability, most likely first, over the first 30 s that hold
+        speech; empty where no speech is heard (ModelError where it cannot detect)."""
         ...

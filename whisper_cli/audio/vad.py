@@ -225,6 +225,19 @@ class SpeechDetector:
         """Whether those mel frames hold enough speech (`MIN_SPEECH`) to be worth decoding."""
         return self.speech_seconds(start_frame, n_frames) >= MIN_SPEECH
 
+    def first_speech(self, n_frames: int) -> int | None:
+        """The mel frame where speech first starts: the first chunk of speech from which
+        `n_frames` frames hold enough of it (`has_speech`), so that a click is not taken for
+        it; None when no stretch of that length does, so that no window is worth decoding."""
+        self._score_pending()
+        voiced = np.asarray(self.probabilities, dtype=np.float64) >= THRESHOLD
+        counts = np.concatenate([[0], np.cumsum(voiced)])  # voiced chunks before each one
+        frames = np.flatnonzero(voiced) * CHUNK // HOP_LENGTH  # where each voiced chunk starts
+        first = frames * HOP_LENGTH // CHUNK  # the chunks `speech_seconds` counts, as it does
+        last = np.minimum(-(-(frames + n_frames) * HOP_LENGTH // CHUNK), len(voiced))
+        enough = np.flatnonzero((counts[last] - counts[first]) * CHUNK / SAMPLE_RATE >= MIN_SPEECH)
+        return int(frames[enough[0]]) if len(enough) else None
+
     def regions(self, duration: float | None = None, **kwargs: Any) -> list[tuple[float, float]]:
         """`speech_regions` of what was heard; `duration` defaults to the samples heard."""
         self._score_pending()

@@ -59,10 +59,13 @@ def detect_language(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Detect the spoken language of each input, from its first 30 seconds.
+    """Detect the spoken language of each input, from its first 30 seconds of speech.
 
     Prints one line per input on standard output: the input, the language code and its
-    probability, tab-separated (with --top, more code and probability pairs follow).
+    probability, tab-separated (with --top, more code and probability pairs follow). An input
+    in which voice activity detection hears no speech gets "none" for its language (null in
+    JSON) and a notice on standard error; it is not a failure (exit status 0). A language less
+    probable than 0.5 gets a warning.
     """
     ui = Ui(quiet=quiet, debug=debug)
     jobs = discover_jobs(inputs, Path(), include, exclude, ui)
@@ -82,17 +85,25 @@ def detect_language(
                 sys.stdout.flush()
                 sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape"))  # a name's bytes
                 sys.stdout.buffer.flush()
+                if not probabilities:
+                    ui.no_speech(job.display)
+                else:
+                    code, probability = next(iter(probabilities.items()))
+                    ui.uncertain_language(job.display, code, probability)
 
 
 def format_detection(path: str, probabilities: Mapping[str, float], top: int, as_json: bool) -> str:
-    """One line of `detect-language` output; `probabilities` are sorted most likely first."""
+    """One line of `detect-language` output; `probabilities` are sorted most likely first, and
+    empty where no speech was heard (the language is then "none", or null in JSON)."""
     best = list(probabilities.items())[:top]
     if as_json:
         record = {
             "file": path,
-            "language": best[0][0],
-            "probability": best[0][1],
+            "language": best[0][0] if best else None,
+            "probability": best[0][1] if best else None,
             "top": [{"language": code, "probability": p} for code, p in best],
         }
         return json_text(record)
+    if not best:
+        return f"{path}\tnone"
     return "\t".join([path, *(f"{code}\t{p:.4f}" for code, p in best)])

@@ -80,6 +80,7 @@ def run_many(
                         raise done.error
                     assert done.transcript is not None
                     _write(job, done.transcript, plan, ui, json_lines)
+                    _notes(job, done.transcript, options, ui)
                 progress.done(0.0 if done.transcript is None else done.transcript.duration)
             report_refused()
     finally:  # interrupted: reading stops, then the claims still held are given back
@@ -87,6 +88,14 @@ def run_many(
         for lock in locks.values():
             lock.close()
     return busy
+
+
+def _notes(job: Job, transcript: Transcript, options: TranscribeOptions, ui: Ui) -> None:
+    """What standard error says of a transcript: no speech, or an uncertain language."""
+    if not transcript.segments:
+        ui.no_speech(job.display)
+    elif options.decoding.language is None and transcript.language is not None:
+        ui.uncertain_language(job.display, transcript.language, transcript.language_probability)
 
 
 def _write(

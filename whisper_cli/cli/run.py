@@ -170,12 +170,24 @@ def _transcribe_job(
 
     with claim_for_writing(job, plan, ui, wait):
         info, segments = _start(job, whisper, options, ui, progress)
+        found = 0
+
+        def counted() -> Iterator[Segment]:
+            nonlocal found
+            for segment in segments:
+                found += 1
+                yield segment
+
         if plan.to_stdout:
-            _write_stdout(job, whisper, info, segments, plan, json_lines)
+            _write_stdout(job, whisper, info, counted(), plan, json_lines)
         else:
-            transcript = whisper.collect(info, segments)
+            transcript = whisper.collect(info, counted())
             written = write_outputs(transcript, job.output_base, plan.formats, plan.writer_options)
             ui.info(f"{job.display}: wrote {', '.join(str(path) for path in written)}")
+        if not found:
+            ui.no_speech(job.display)
+        elif options.decoding.language is None and info.language is not None:
+            ui.uncertain_language(job.display, info.language, info.language_probability)
         progress.done(job)
 
 

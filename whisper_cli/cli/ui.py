@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from whisper_cli.inputs import Job
     from whisper_cli.results import Segment
 
+# a detected language less probable than this is reported as uncertain (faster-whisper's
+# language_detection_threshold)
+UNCERTAIN_LANGUAGE = 0.5
+
 # exit status (2, for usage errors, is Typer's)
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
@@ -92,6 +96,22 @@ class Ui:
     def summary(self, message: str) -> None:
         if not self.quiet:
             self._print("", "", message)
+
+    def no_speech(self, name: str) -> None:
+        """An input in which no speech was found: a fact, not a failure."""
+        self.notice(f"{name}: no speech found")
+
+    def uncertain_language(self, name: str, code: str, probability: float | None) -> None:
+        """A warning for a detected language less probable than `UNCERTAIN_LANGUAGE`."""
+        if probability is None or probability >= UNCERTAIN_LANGUAGE:
+            return
+        from whisper_cli.whisper.languages import LANGUAGES  # no torch
+
+        language = LANGUAGES.get(code, code).title()
+        self.warning(
+            f"{name}: the language is uncertain: {language} ({probability:.2f}) is the most "
+            "likely; if it is wrong, give the right one with --language"
+        )
 
     def echo_segments(self, segments: Iterable[Segment]) -> Iterator[Segment]:
         """The segments, each printed as `[start --> end] text` first with --verbose."""

@@ -9,7 +9,8 @@ end of its last, pauses included, so its timestamps need no remapping.
 Unlike the batched pipelines of faster-whisper and whisperX, each chunk keeps what makes the
 sequential algorithm faithful: timestamp tokens cut it into segments; a window whose text is
 too repetitive or too unsure is decoded again at rising temperatures (alone, with the usual
-fallback); a window the model calls silent is dropped. What it gives up: the previous
+fallback); a window the model calls silent is dropped (by the sequential loop's rules,
+`is_silent`). What it gives up: the previous
 window's text as a prompt (the windows of one batch share one prompt: the initial prompt)
 and the hallucination-silence rules.
 
@@ -56,6 +57,7 @@ from whisper_cli.whisper.window import (
     read_window,
     shown_text,
     split_on_pauses,
+    text_tokens,
     to_segment,
 )
 
@@ -111,7 +113,7 @@ def batched_segments(
     while waiting or active:
         while len(active) < options.batch_size and waiting:
             active.append(waiting.popleft())
-        _decode_round(encode, active, decoding, options)
+        _decode_round(encode, active, decoding, options, detector)
         for chunk in active:
             if chunk.seek >= chunk.end or not detector.has_speech(
                 chunk.seek, chunk.end - chunk.seek
@@ -158,6 +160,7 @@ def _decode_round(
     chunks: list[_Chunk],
     decoding: DecodingOptions,
     options: TranscribeOptions,
+    detector: SpeechDetector,
 ) -> None:
     """Decode the current window of each chunk as one batch, and move each chunk's seek on."""
     model = encode.model
@@ -173,7 +176,8 @@ def _decode_round(
             result, _ = decode_with_fallback(
                 model, row_features, decoding, options, reach[row], first=result
             )
-        if is_silent(result, options):
+        heard = detector.speech_seconds(chunk.seek, size)
+        if is_silent(result, options, heard, text_tokens(result, tokenizer)):
             chunk.seek += size
             continue
         window = Window(chunk.seek, size)

@@ -19,7 +19,9 @@ Files are packed only when the language is known before decoding (given, or the 
 English-only): a language detected on each file's own audio costs that file an encoder pass of
 its own, which decoding then reuses instead of packing. The windows of one decoding batch share
 a language and the initial prompt; the previous window's text is not a prompt, as in batched
-mode. A file's transcript is handed over as soon as its last chunk is done.
+mode. A file's transcript is handed over as soon as its last chunk is done. A file without
+speech (no chunk) gets no language detected; nor does one whose windows all prove silent
+(`is_silent`, with the speech the detector heard in each): its language is None.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from whisper_cli.audio.vad import detect_speech
+from whisper_cli.audio.vad import SpeechDetector, detect_speech
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
 from whisper_cli.results import Transcript
@@ -56,6 +58,7 @@ from whisper_cli.whisper.window import (
     read_window,
     shown_text,
     split_on_pauses,
+    text_tokens,
     to_segment,
 )
 
@@ -89,6 +92,7 @@ class _File:
     chunks: list[tuple[int, int]]  # mel frame ranges of its speech
     samples: np.ndarray | None  # kept only for a file that may be packed
     warnings: tuple[str, ...]
+    detector: SpeechDetector | None = None  # what voice activity detection heard in it
     encode: WindowEncoder | None = None
     language: str | None = None
     probability: float | None = None
@@ -175,7 +179,8 @@ def _read(
     duration = mel.content_frames / FRAMES_PER_SECOND
     chunks = speech_chunks(detector, duration)
     packable = packs and len(chunks) == 1 and chunks[0][1] - chunks[0][0] <= _pack_frames()
-    return _File(None, mel, duration, chunks, samples if packable else None, warnings)
+    kept = samples if packable else None
+    return _File(None, mel, duration, chunks, kept, warnings, detector)
 
 
 def _pack_frames() -> int:
@@ -262,10 +267,8 @@ class _Engine:
             file.encode = WindowEncoder(self.model, file.mel)
             if self.language is not None:
                 file.language = self.language
-            else:
-                first = (0, N_FRAMES)
-                if file.chunks:  # the first chunk's window: the first to be decoded
-                    first = (file.chunks[0][0], file.chunks[0][1] - file.chunks[0][0])
+            elif file.chunks:  # on the first chunk's window: the first to be decoded
+                first = (file.chunks[0][0], file.chunks[0][1] - file.chunks[0][0])
                 _, (probabilities,) = detect_language_features(
                     self.model.model, self.model.tokenizer, file.encode(*first)
                 )
@@ -394,7 +397,8 @@ class _Engine:
             result, _ = decode_with_fallback(
                 self.model, features, decoding, options, reach, first=result
             )
-        if is_silent(result, options):
+        heard = _heard(chunk.file, chunk.seek, size)
+        if is_silent(result, options, heard, text_tokens(result, self.model.tokenizer)):
             chunk.seek += size
         else:
             text = read_window(
@@ -426,7 +430,11 @@ class _Engine:
         queued to be decoded alone where that is not safe."""
         options = self.options
         assigned = None
-        if not judge(result, options).needs_fallback and not is_silent(result, options):
+        heard = sum(
+            _heard(f, f.chunks[0][0], f.chunks[0][1] - f.chunks[0][0]) for f, _ in packed.pieces
+        )
+        silent = is_silent(result, options, heard, text_tokens(result, self.model.tokenizer))
+        if not judge(result, options).needs_fallback and not silent:
             text = read_window(
                 self.model, Window(0, packed.size), result, features, decoding, options, 0.0
             )
@@ -463,15 +471,23 @@ class _Engine:
                     self.options.word_timestamps,
                 )
             )  # fmt: skip
+        heard = bool(segments) or file.probability is None  # a detected language: if heard
         transcript = Transcript(
             text=tokenizer.decode([t for s in segments for t in s.tokens]),
-            language=file.language,
+            language=file.language if heard else None,
             duration=file.mel.n_samples / SAMPLE_RATE,
             segments=tuple(segments),
             model=self.model.name,
-            language_probability=file.probability,
+            language_probability=file.probability if heard else None,
         )
         return FileDone(file.key, transcript=transcript, warnings=file.warnings)
+
+
+def _heard(file: _File, start: int, n_frames: int) -> float:
+    """Seconds of speech voice activity detection heard in mel frames [start, start + n_frames)
+    of a file."""
+    assert file.detector is not None
+    return file.detector.speech_seconds(start, n_frames)
 
 
 def _language(unit: _Unit) -> str | None:

@@ -8,10 +8,14 @@ Where this differs from openai-whisper, on purpose:
 - when every temperature fails, the result with the best mean log-probability among those that
   passed the compression check is kept (faster-whisper's rule), not the last one; the prompt is
   still reset, since a window that needed sampling above 0.5 is not a trustworthy prompt;
-- segments left without text (the reference keeps them, emptied) are not returned;
+- segments with no word in them are not returned: those left without text (the reference
+  keeps them, emptied) and those of punctuation or symbols only ("." over music);
 - a window in which voice activity detection (Silero VAD) hears under 0.25 s of speech is
   skipped as silent (`skip_silent_windows`), where the reference can invent text ("you" on
   digital silence, "Music" over an orchestra); windows with speech decode exactly as before;
+- with that detector, a window is also silent when the model leans to silence (its no-speech
+  probability above the threshold) and its text is more than the speech heard could carry
+  (`is_silent`), a phrase made up over a grunt or a cough;
 - segment and word times are clamped to the audio's duration;
 - with word timestamps, a segment is cut where its words are `split_on_pauses` (0.5 s) apart,
   so that no segment or subtitle spans a silence between two utterances;
@@ -37,6 +41,7 @@ from whisper_cli.whisper.window import (
     read_window,
     shown_text,
     split_on_pauses,
+    text_tokens,
     to_segment,
 )
 
@@ -115,7 +120,8 @@ def seek_loop(
             model, features, replace(decoding, prompt=tuple(prompt)), options
         )
 
-        if is_silent(result, options):
+        heard = None if detector is None else detector.speech_seconds(seek, segment_size)
+        if is_silent(result, options, heard, text_tokens(result, tokenizer)):
             seek += segment_size
             _report(progress, seek, content_frames)
             continue

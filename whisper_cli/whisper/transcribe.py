@@ -3,8 +3,11 @@ Whisper checkpoints, and the steps before the windows are decoded: the audio str
 log-mel features, the language given or detected, then the windows handed to the sequential
 seek loop (`seek_loop`) or, with `batch_size` > 1, to the batched loop (`batched`).
 
-The language is detected on the first 30 s as the reference does, or, with
-`language_detection_windows` > 1, as the most probable over the first windows that hold speech.
+The language is detected on the first 30 s as the reference does when they hold speech (voice
+activity detection, Silero VAD, says so), else on the 30 s from where speech starts, where the
+reference would judge silence or music; with `language_detection_windows` > 1, as the most
+probable over the first windows that hold speech. When no speech is heard anywhere, no language
+is: the language is None.
 """
 
 from __future__ import annotations
@@ -55,17 +58,30 @@ def log_mel_frames(
     return LogMelFrames.from_blocks(audio, n_mels)
 
 
+def speech_window(detector: SpeechDetector) -> tuple[int, int] | None:
+    """The 30-s window to detect the language on (its first mel frame and length): the first
+    30 s when they hold speech, as the reference's, else the 30 s from where speech starts, so
+    that an opening of silence or music is not what is judged; None when voice activity
+    detection hears no speech anywhere."""
+    if detector.has_speech(0, N_FRAMES):
+        return (0, N_FRAMES)
+    start = detector.first_speech(N_FRAMES)
+    return None if start is None else (start, N_FRAMES)
+
+
 def _choose_language(
     encode: WindowEncoder,
     options: TranscribeOptions,
     detector: SpeechDetector | None,
-    first_window: tuple[int, int] = (0, N_FRAMES),
-) -> tuple[str, float | None]:
-    """The language given, or detected: from the first window as the reference does (the
-    first 30 s; in batched mode, the first chunk's window: `first_window`, its first mel frame
-    and length), or (`language_detection_windows` > 1) by summed probabilities over the first
-    windows that hold speech, so that a recording opening with music or silence is not
-    misjudged."""
+    window: tuple[int, int] | None = (0, N_FRAMES),
+) -> tuple[str | None, float | None]:
+    """The language given, or detected: on one window that holds speech, `window` (its first
+    mel frame and length: the first 30 s, as the reference's, when they hold speech; else the
+    30 s from where speech starts; in batched mode, the first chunk's window), or
+    (`language_detection_windows` > 1) by summed probabilities over the first windows that hold
+    speech. With no `window` (no speech heard anywhere), None and no probability when windows
+    without speech are skipped (nothing will be decoded, so no language is heard), else the
+    reference's first 30 s."""
     model = encode.model
     requested = options.decoding.language
     if requested is not None:
@@ -91,8 +107,12 @@ def _choose_language(
             windows += 1
             if windows == options.language_detection_windows:
                 break
-    if not totals:  # the reference's way: one window, whatever it holds
-        totals, windows = probabilities(encode(*first_window)), 1
+    if not totals:
+        if window is None:
+            if options.skip_silent_windows or options.batch_size > 1:
+                return None, None
+            window = (0, N_FRAMES)  # every window will be decoded: the reference's way
+        totals, windows = probabilities(encode(*window)), 1
     code = max(totals, key=totals.__getitem__)
     return code, totals[code] / windows
 
@@ -116,20 +136,25 @@ def transcribe_stream(
     """Start transcribing: the language and duration now, the segments as they are decoded."""
     verify(options)
     in_chunks = options.batch_size > 1  # chunks come from voice activity detection
-    detector = SpeechDetector() if options.skip_silent_windows or in_chunks else None
+    # voice activity detection: to skip windows without speech, to find the chunks, and to
+    # detect the language where speech is
+    detect = options.decoding.language is None and model.tokenizer.multilingual
+    detector = SpeechDetector() if options.skip_silent_windows or in_chunks or detect else None
     mel = log_mel_frames(model, audio, detector)
     content_frames = mel.content_frames
     duration = mel.n_samples / SAMPLE_RATE
 
     encode = WindowEncoder(model, mel)
     chunks: list[tuple[int, int]] = []
-    first_window = (0, N_FRAMES)
+    window: tuple[int, int] | None = (0, N_FRAMES)
     if in_chunks:
         assert detector is not None
         chunks = batched.speech_chunks(detector, content_frames / FRAMES_PER_SECOND)
-        if chunks:  # the first chunk's window: the first to be decoded
-            first_window = (chunks[0][0], chunks[0][1] - chunks[0][0])
-    language, probability = _choose_language(encode, options, detector, first_window)
+        # the first chunk's window: speech, and the first to be decoded
+        window = (chunks[0][0], chunks[0][1] - chunks[0][0]) if chunks else None
+    elif detector is not None:
+        window = speech_window(detector)
+    language, probability = _choose_language(encode, options, detector, window)
     task = options.decoding.task
     if task == "translate" and not model.tokenizer.multilingual:
         task = "transcribe"  # an English-only model can only transcribe
@@ -137,7 +162,8 @@ def transcribe_stream(
     info = TranscriptionInfo(language, probability, duration)
     if in_chunks:
         return info, batched.batched_segments(encode, chunks, decoding, options, detector, progress)
-    return info, seek_loop(encode, content_frames, decoding, options, progress, detector)
+    skipper = detector if options.skip_silent_windows else None
+    return info, seek_loop(encode, content_frames, decoding, options, progress, skipper)
 
 
 def transcribe(
@@ -154,21 +180,32 @@ def transcribe(
 def collect(
     model: WhisperModel, info: TranscriptionInfo, segments: Iterable[Segment]
 ) -> Transcript:
-    """The Transcript of a stream's segments (consuming them)."""
+    """The Transcript of a stream's segments (consuming them). A detected language (one with a
+    probability) that no segment was heard in is no language: None."""
     segments = tuple(segments)
+    heard = bool(segments) or info.language_probability is None  # given, or heard
     return Transcript(
         text=model.tokenizer.decode([t for s in segments for t in s.tokens]),
-        language=info.language,
+        language=info.language if heard else None,
         duration=info.duration,
         segments=segments,
         model=model.name,
-        language_probability=info.language_probability,
+        language_probability=info.language_probability if heard else None,
     )
 
 
 def detect_language(model: WhisperModel, audio: AudioInput) -> dict[str, float]:
-    """Every language's probability over the first 30 s, most likely first."""
-    features = window_features(model, log_mel_frames(model, audio).window(0, N_FRAMES))
+    """Every language's probability, most likely first, over the first 30 s when they hold
+    speech (as the reference), else over the 30 s from where speech starts; empty when voice
+    activity detection hears no speech at all."""
+    if not model.tokenizer.multilingual:
+        return {"en": 1.0}
+    detector = SpeechDetector()
+    mel = log_mel_frames(model, audio, detector)
+    window = speech_window(detector)
+    if window is None:
+        return {}
+    features = window_features(model, mel.window(*window))
     _, (probs,) = detect_language_features(model.model, model.tokenizer, features)
     return probs
 
@@ -211,7 +248,8 @@ class WhisperModel:
         return self.is_multilingual
 
     def detect_language(self, audio: str | os.PathLike[str] | np.ndarray) -> dict[str, float]:
-        """Probabilities of every language over the first 30 s, most likely first."""
+        """Probabilities of every language, most likely first, over the first 30 s that hold
+        speech; empty when no speech is heard."""
         return detect_language(self, audio)
 
     def transcribe_stream(

@@ -225,17 +225,44 @@ def initial_prompt_tokens(model: WhisperParts, options: TranscribeOptions) -> li
     return model.tokenizer.encode(" " + options.initial_prompt.strip())
 
 
-def is_silent(result: DecodingResult, options: TranscribeOptions) -> bool:
-    """The reference's no-speech rule: the model is sure of silence and unsure of its text."""
+# The most text tokens a second of speech can carry: about twice the fastest of the test
+# recordings' windows (6.6 a second, Japanese; English 3.5 to 5).
+MAX_TOKENS_PER_SECOND = 12.0
+
+
+def text_tokens(result: DecodingResult, tokenizer: Tokenizer) -> int:
+    """How many of a result's tokens are text (not timestamps or other special tokens)."""
+    return sum(t < tokenizer.eot for t in result.tokens)
+
+
+def is_silent(
+    result: DecodingResult,
+    options: TranscribeOptions,
+    speech_seconds: float | None = None,
+    n_text_tokens: int = 0,
+) -> bool:
+    """Whether a window holds no speech: the reference's rule, the model sure of silence (its
+    no-speech probability above `no_speech_threshold`) and unsure of its text (mean
+    log-probability at or below `logprob_threshold`).
+
+    Also, given the seconds of speech that voice activity detection hears in the window, when
+    the model leans to silence as much but is sure of a text (`n_text_tokens` long) that is
+    more than that speech could carry (`MAX_TOKENS_PER_SECOND`): the two judges agree that
+    there is next to no voice, and the text is then a phrase the model made up over a grunt or
+    a cough ("I don't know, I don't know, …"), not what little was said.
+    """
     if options.no_speech_threshold is None or result.no_speech_prob <= options.no_speech_threshold:
         return False
-    return options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold
+    if options.logprob_threshold is None or result.avg_logprob <= options.logprob_threshold:
+        return True
+    return speech_seconds is not None and n_text_tokens > MAX_TOKENS_PER_SECOND * speech_seconds
 
 
 def shown_text(pending: PendingSegment, tokenizer: Tokenizer) -> str | None:
-    """A segment's text, or None for an instant or blank segment: nothing to show."""
+    """A segment's text, or None for an instant segment or one with no word in it (blank, or
+    punctuation and symbols only, such as "." or "♪" over music): nothing that was said."""
     text = tokenizer.decode([t for t in pending.tokens if t < tokenizer.eot])
-    if pending.start == pending.end or not text.strip():
+    if pending.start == pending.end or not any(c.isalnum() for c in text):
         return None
     return text
 
