@@ -14,14 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "load_audio"]
+__all__ = ["__version__", "load_model", "load_audio", "TranscribeOptions", "DecodingOptions"]
 
 if TYPE_CHECKING:
     from whisper_cli.audio import load_audio
     from whisper_cli.loading import load_model
+    from whisper_cli.options import DecodingOptions, TranscribeOptions
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("TranscribeOptions", "DecodingOptions"):
+        from whisper_cli import options
+
+        return getattr(options, name)
     if name == "load_model":
         from whisper_cli.loading import load_model
 
