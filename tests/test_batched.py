@@ -98,9 +98,9 @@ def test_language_is_detected_on_the_first_chunk_which_is_then_not_encoded_again
     encoded, decoded = [], []
     original = batched._decode_round
 
-    def counting(encode, chunks, decoding, options):
+    def counting(encode, chunks, *rest):
         decoded.append(len(chunks))
-        return original(encode, chunks, decoding, options)
+        return original(encode, chunks, *rest)
 
     monkeypatch.setattr(batched, "_decode_round", counting)
     hook = real_model.model.encoder.register_forward_hook(

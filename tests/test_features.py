@@ -49,7 +49,11 @@ def test_log_mel_matches_the_reference_on_every_readable_file(audio_dir, manifes
     for name in files:
         audio = load_audio(audio_dir / name)
         assert len(audio) == int(reference[f"{name}|samples"]), name
-        np.testing.assert_array_equal(audio[:1000], reference[f"{name}|audio_head"], err_msg=name)
+        head = reference[f"{name}|audio_head"]
+        if name.endswith(".mp3"):  # decoded by PyAV (FFmpeg), the reference by libmpg123
+            np.testing.assert_allclose(audio[:1000], head, rtol=0, atol=3e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(audio[:1000], head, err_msg=name)
         mel = log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)
         assert mel.shape[-1] == int(reference[f"{name}|{n_mels}|n_frames"]), name
         frames = reference[f"{name}|{n_mels}|idx"]
