@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
 import resource
@@ -233,25 +232,9 @@ def load_engine(engine: str, models: Path, model: str, threads: int) -> Transcri
     raise SystemExit(f"folder worker: unknown engine {engine!r}")
 
 
-ENGINE_PACKAGES = {
-    "whisper-cli": ("whisper-cli", "torch"),
-    "faster-whisper": ("faster-whisper", "ctranslate2"),
-    "openai-whisper": ("openai-whisper", "torch"),
-}
-
-
-def package_versions(engine: str) -> dict[str, str]:
-    family = next(name for name in ENGINE_PACKAGES if engine.startswith(name))
-    versions = {}
-    for package in ENGINE_PACKAGES[family]:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "?"
-    return versions
-
-
 def worker(args: argparse.Namespace) -> dict[str, Any]:
+    import worker as worker_module  # bench/worker.py: runs under either interpreter
+
     files = [Path(name) for name in json.loads(args.files.read_text(encoding="utf-8"))]
     load_before = os.getloadavg()[0]
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON line
@@ -281,7 +264,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "load_avg_after": os.getloadavg()[0],
         "texts": texts,
         "ffmpeg": shutil.which("ffmpeg") is not None,
-        "versions": package_versions(args.engine),
+        "versions": worker_module.package_versions(args.engine),
     }
 
 
