@@ -40,7 +40,7 @@ from whisper_cli.audio.vad import SpeechDetector, detect_speech
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
 from whisper_cli.results import Transcript
-from whisper_cli.whisper.batched import LEFT_UNSAID, speech_chunks
+from whisper_cli.whisper.batched import LEFT_UNSAID, SPEECH_PAD, speech_chunks
 from whisper_cli.whisper.decoding import DecodingResult, DecodingTask
 from whisper_cli.whisper.decoding import detect_language as detect_language_features
 from whisper_cli.whisper.features import LogMelFrames, pad_or_trim
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from whisper_cli.protocol import AudioInput
 
 PACK_SECONDS = 28.0  # the most speech (and gaps) one packed window holds
-GAP = 1.0  # seconds of silence between two files in a packed window
+GAP = 2.0  # seconds of silence between two files in a packed window (1 s: more merged segments)
 READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
 
 Found = tuple[PendingSegment, DecodingResult]
@@ -513,23 +513,27 @@ def _spans(packed: _Packed) -> list[tuple[float, float]]:
 def assign_to_pieces(
     segments: list[PendingSegment], spans: list[tuple[float, float]]
 ) -> list[list[PendingSegment]] | None:
-    """The segments of each span (start, end in seconds): a segment belongs to the span that
-    holds it, give or take half the gap between two spans; None if any segment is held by no
-    span (it straddles two files) or any word lies outside its segment's span."""
-    slack = GAP / 2
+    """The segments of each span (a piece's start and end in the window, seconds), or None
+    where a segment may hold two files' words.
+
+    A segment belongs to the last piece that starts (less `SPEECH_PAD`) at or before its start.
+    Whisper ends a segment where the next speech begins, so its end (and its words') may run
+    through the gap, and `SPEECH_PAD` into the next piece: those first seconds of a piece are
+    the padding voice activity detection keeps before its speech, no word of it. A segment or
+    word ending later than that straddles two files."""
     by_span: list[list[PendingSegment]] = [[] for _ in spans]
     for segment in segments:
-        holders = [
-            index
-            for index, (start, end) in enumerate(spans)
-            if segment.start >= start - slack and segment.end <= end + slack
+        starts = [
+            index for index, (start, _) in enumerate(spans) if segment.start >= start - SPEECH_PAD
         ]
-        if len(holders) != 1:
+        if not starts:
             return None
-        start, end = spans[holders[0]]
-        if any(w.start < start - slack or w.end > end + slack for w in segment.words):
+        index = starts[-1]
+        limit = spans[index + 1][0] + SPEECH_PAD if index + 1 < len(spans) else float("inf")
+        begin = spans[index][0] - SPEECH_PAD
+        if segment.end > limit or any(w.end > limit or w.start < begin for w in segment.words):
             return None
-        by_span[holders[0]].append(segment)
+        by_span[index].append(segment)
     return by_span
 
 
