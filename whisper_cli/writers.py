@@ -412,18 +412,18 @@ class JsonWriter(Writer):
     extension = "json"
 
     def write(self, transcript: Transcript, stream: TextIO) -> None:
-        json.dump(_finite(transcript.to_dict()), stream, ensure_ascii=False, allow_nan=False)
+        json.dump(finite(transcript.to_dict()), stream, ensure_ascii=False, allow_nan=False)
         stream.write("\n")
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """The value with every NaN or infinite float replaced by None (strict JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value
 
 

@@ -11,7 +11,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from whisper_cli.serve.handling import check_key, decode_upload, read_form, run_job
-from whisper_cli.serve.schemas import ApiError, bad, build_options, choice, finite, number
+from whisper_cli.serve.schemas import ApiError, bad, build_options, choice, number
+from whisper_cli.writers import finite
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from whisper_cli.errors import OptionsError
 from whisper_cli.options import TranscribeOptions, verify
+from whisper_cli.writers import WriterOptions, finite, get_writer
 
 if TYPE_CHECKING:
     from whisper_cli.results import Transcript
@@ -110,22 +111,9 @@ def build_options(
 
 
 def written(transcript: Transcript, format_name: str) -> str:
-    from whisper_cli.writers import WriterOptions, get_writer
-
     text = io.StringIO()
     get_writer(format_name, WriterOptions()).write(transcript, text)
     return text.getvalue()
-
-
-def finite(value: Any) -> Any:
-    """The value with every NaN or infinite float replaced by None (strict JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
-    return value
 
 
 def segment_dicts(transcript: Transcript) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -47,6 +47,7 @@ from whisper_cli.whisper.decoding import DecodingResult, DecodingTask
 from whisper_cli.whisper.features import pad_or_trim
 from whisper_cli.whisper.timing import PendingSegment
 from whisper_cli.whisper.window import (
+    WhisperParts,
     Window,
     WindowEncoder,
     at_temperature,
@@ -171,24 +172,55 @@ def _decode_round(
     reach = [max(0.0, size / FRAMES_PER_SECOND - LEFT_UNSAID) for size in sizes]
     results = DecodingTask(model.model, tokenizer, first_attempt).run(features, reach)
     for row, (chunk, size, result) in enumerate(zip(chunks, sizes, results, strict=True)):
-        row_features = features[row : row + 1]
-        if judge(result, options).needs_fallback and len(options.temperatures) > 1:
-            result, _ = decode_with_fallback(
-                model, row_features, decoding, options, reach[row], first=result
-            )
         heard = detector.speech_seconds(chunk.seek, size)
-        if is_silent(result, options, heard, text_tokens(result, tokenizer)):
-            chunk.seek += size
-            continue
-        window = Window(chunk.seek, size)
-        text = read_window(
-            model, window, result, row_features, decoding, options, chunk.last_speech
+        chunk_window_decoded(
+            model,
+            chunk,
+            size,
+            result,
+            features[row : row + 1],
+            decoding,
+            options,
+            reach[row],
+            heard,
         )
-        chunk.seek += text.advance if text.advance > 0 else size
-        segments = text.segments
-        if options.word_timestamps:
-            chunk.last_speech = max(
-                [chunk.last_speech] + [w.end for s in segments for w in s.words]
-            )
-        segments = split_on_pauses(segments, options, tokenizer.eot)
-        chunk.found.extend((segment, result) for segment in segments)
+
+
+class SeekingChunk(Protocol):
+    """A chunk's own seek loop, as far as one window of it moves it on."""
+
+    seek: int  # mel frame
+    last_speech: float  # seconds: the end of the last word, for word timestamps
+    found: list[tuple[PendingSegment, DecodingResult]]
+
+
+def chunk_window_decoded(
+    model: WhisperParts,
+    chunk: SeekingChunk,
+    size: int,
+    result: DecodingResult,
+    features: torch.Tensor,
+    decoding: DecodingOptions,
+    options: TranscribeOptions,
+    reach: float,
+    heard: float,
+) -> None:
+    """One window of a chunk decoded at the first temperature (`result`; `features`, its
+    encoder output, (1, S, C)): decoded again hotter if the text fails the thresholds, then
+    skipped as silent (`heard`: seconds of speech voice activity detection heard in it) or cut
+    into segments, which join the chunk's; its seek moves on."""
+    if judge(result, options).needs_fallback and len(options.temperatures) > 1:
+        result, _ = decode_with_fallback(model, features, decoding, options, reach, first=result)
+    if is_silent(result, options, heard, text_tokens(result, model.tokenizer)):
+        chunk.seek += size
+        return
+    text = read_window(
+        model, Window(chunk.seek, size), result, features, decoding, options, chunk.last_speech
+    )
+    chunk.seek += text.advance if text.advance > 0 else size
+    if options.word_timestamps:
+        chunk.last_speech = max(
+            [chunk.last_speech] + [w.end for s in text.segments for w in s.words]
+        )
+    segments = split_on_pauses(text.segments, options, model.tokenizer.eot)
+    chunk.found.extend((segment, result) for segment in segments)

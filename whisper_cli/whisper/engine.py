@@ -39,8 +39,13 @@ import torch
 from whisper_cli.audio.vad import SpeechDetector, detect_speech
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
-from whisper_cli.results import Transcript
-from whisper_cli.whisper.batched import LEFT_UNSAID, SPEECH_PAD, speech_chunks
+from whisper_cli.results import Transcript, TranscriptionInfo
+from whisper_cli.whisper.batched import (
+    LEFT_UNSAID,
+    SPEECH_PAD,
+    chunk_window_decoded,
+    speech_chunks,
+)
 from whisper_cli.whisper.decoding import DecodingResult, DecodingTask
 from whisper_cli.whisper.decoding import detect_language as detect_language_features
 from whisper_cli.whisper.features import LogMelFrames, pad_or_trim
@@ -51,7 +56,7 @@ from whisper_cli.whisper.window import (
     Window,
     WindowEncoder,
     at_temperature,
-    decode_with_fallback,
+    collect,
     initial_prompt_tokens,
     is_silent,
     judge,
@@ -392,25 +397,10 @@ class _Engine:
         reach: float,
     ) -> None:
         """A chunk's window decoded: as a chunk of batched mode, its seek moves on."""
-        options = self.options
-        if judge(result, options).needs_fallback and len(options.temperatures) > 1:
-            result, _ = decode_with_fallback(
-                self.model, features, decoding, options, reach, first=result
-            )
         heard = _heard(chunk.file, chunk.seek, size)
-        if is_silent(result, options, heard, text_tokens(result, self.model.tokenizer)):
-            chunk.seek += size
-        else:
-            text = read_window(
-                self.model, Window(chunk.seek, size), result, features, decoding, options,
-                chunk.last_speech,
-            )  # fmt: skip
-            chunk.seek += text.advance if text.advance > 0 else size
-            if options.word_timestamps:
-                words = [w.end for s in text.segments for w in s.words]
-                chunk.last_speech = max([chunk.last_speech, *words])
-            segments = split_on_pauses(text.segments, options, self.model.tokenizer.eot)
-            chunk.found.extend((segment, result) for segment in segments)
+        chunk_window_decoded(
+            self.model, chunk, size, result, features, decoding, self.options, reach, heard
+        )
         if chunk.seek < chunk.end:
             self.waiting.append(chunk)
             return
@@ -471,15 +461,8 @@ class _Engine:
                     self.options.word_timestamps,
                 )
             )  # fmt: skip
-        heard = bool(segments) or file.probability is None  # a detected language: if heard
-        transcript = Transcript(
-            text=tokenizer.decode([t for s in segments for t in s.tokens]),
-            language=file.language if heard else None,
-            duration=file.mel.n_samples / SAMPLE_RATE,
-            segments=tuple(segments),
-            model=self.model.name,
-            language_probability=file.probability if heard else None,
-        )
+        info = TranscriptionInfo(file.language, file.probability, file.mel.n_samples / SAMPLE_RATE)
+        transcript = collect(self.model, info, segments)
         return FileDone(file.key, transcript=transcript, warnings=file.warnings)
 
 

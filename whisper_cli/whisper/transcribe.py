@@ -32,7 +32,7 @@ from whisper_cli.whisper.languages import language_code
 from whisper_cli.whisper.model import Whisper
 from whisper_cli.whisper.seek_loop import seek_loop
 from whisper_cli.whisper.tokenizer import Tokenizer
-from whisper_cli.whisper.window import WindowEncoder, window_features
+from whisper_cli.whisper.window import WindowEncoder, collect, window_features
 
 if TYPE_CHECKING:
     from whisper_cli.protocol import AudioInput, Progress
@@ -175,23 +175,6 @@ def transcribe(
     """Transcribe (or translate) a whole recording."""
     info, stream = transcribe_stream(model, audio, options, progress)
     return collect(model, info, stream)
-
-
-def collect(
-    model: WhisperModel, info: TranscriptionInfo, segments: Iterable[Segment]
-) -> Transcript:
-    """The Transcript of a stream's segments (consuming them). A detected language (one with a
-    probability) that no segment was heard in is no language: None."""
-    segments = tuple(segments)
-    heard = bool(segments) or info.language_probability is None  # given, or heard
-    return Transcript(
-        text=model.tokenizer.decode([t for s in segments for t in s.tokens]),
-        language=info.language if heard else None,
-        duration=info.duration,
-        segments=segments,
-        model=model.name,
-        language_probability=info.language_probability if heard else None,
-    )
 
 
 def detect_language(model: WhisperModel, audio: AudioInput) -> dict[str, float]:

@@ -4,10 +4,13 @@ segments with their word timings.
 
 The loops differ in where the next window starts and what prompts it; what they do with one
 window is here, behind `decode_with_fallback` and `read_window`.
+`collect` makes the Transcript of the segments a recording's windows gave, for the loops and
+for the many-files engine alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -16,7 +19,7 @@ import torch
 from whisper_cli.constants import FRAMES_PER_SECOND, N_FRAMES
 from whisper_cli.memory import release_freed_memory
 from whisper_cli.options import DecodingOptions, TranscribeOptions
-from whisper_cli.results import Segment, Word
+from whisper_cli.results import Segment, Transcript, TranscriptionInfo, Word
 from whisper_cli.whisper.decoding import DecodingResult, DecodingTask
 from whisper_cli.whisper.features import LogMelFrames, pad_or_trim
 from whisper_cli.whisper.model import Whisper
@@ -340,3 +343,20 @@ def split_window(
         duration = (timestamps[-1] - timestamp_begin) * time_precision
     segment = PendingSegment(seek, time_offset, time_offset + duration, list(tokens))
     return [segment], single_timestamp_ending, segment_size
+
+
+def collect(
+    model: WhisperParts, info: TranscriptionInfo, segments: Iterable[Segment]
+) -> Transcript:
+    """The Transcript of a stream's segments (consuming them). A detected language (one with a
+    probability) that no segment was heard in is no language: None."""
+    segments = tuple(segments)
+    heard = bool(segments) or info.language_probability is None  # given, or heard
+    return Transcript(
+        text=model.tokenizer.decode([t for s in segments for t in s.tokens]),
+        language=info.language if heard else None,
+        duration=info.duration,
+        segments=segments,
+        model=model.name,
+        language_probability=info.language_probability if heard else None,
+    )
