@@ -32,10 +32,22 @@ def test_each_segment_goes_to_the_span_that_holds_it():
         _segment(3.0, 6.0),  # straddles the first two files
         _segment(3.5, 5.8),  # from the first file well into the second
         _segment(0.0, 3.0, words=[(0.5, 1.0), (2.0, 6.0)]),  # a word runs into the next file
+        _segment(4.2, 4.8),  # in the silence between the two: either's
     ],
 )
-def test_a_segment_no_single_file_holds_makes_the_whole_window_unsafe(segment):
-    assert assign_to_pieces([_segment(0.0, 1.0), segment], [(0.0, 4.0), (5.0, 9.0)]) is None
+def test_a_segment_no_single_file_holds_makes_both_files_unsafe(segment):
+    spans = [(0.0, 4.0), (5.0, 9.0), (10.0, 12.0)]
+    last = _segment(10.0, 12.0)
+    assert assign_to_pieces([_segment(0.0, 1.0), segment, last], spans) == [None, None, [last]]
+
+
+def test_a_segment_belongs_to_the_one_span_it_overlaps_whatever_its_rounded_times():
+    # timestamps in whole seconds: the second file's segment starts in the gap before it
+    spans = [(0.0, 3.6), (5.6, 7.1), (9.1, 10.7), (12.7, 20.4)]
+    segments = [_segment(0.0, 4.0), _segment(5.0, 8.0), _segment(9.0, 12.0), _segment(13, 20)]
+    assert assign_to_pieces(segments, spans) == [[segment] for segment in segments]
+    short = _segment(2.0, 2.3)  # shorter than the padding, inside the first span
+    assert assign_to_pieces([short], spans)[0] == [short]
 
 
 def test_segments_move_to_their_files_clock_and_stay_in_their_chunk():
@@ -94,6 +106,34 @@ def test_short_files_share_windows_and_each_gets_its_own_transcript(
         for segment in transcript.segments:
             assert 0 <= segment.start <= segment.end <= duration
         assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
+
+
+def test_a_piece_not_safely_its_own_is_packed_once_more_then_decoded_alone(
+    tiny_model, chunks_everywhere, monkeypatch
+):
+    """Every piece unsafe in every window: each file goes through two packed windows, then
+    its own, and is handed over once, with its own transcript."""
+    windows: list[int] = []
+    pack = engine._Engine._pack
+    monkeypatch.setattr(
+        engine._Engine,
+        "_pack",
+        lambda self, files: (windows.append(len(files)), pack(self, files))[1],
+    )
+    monkeypatch.setattr(engine, "assign_to_pieces", lambda segments, spans: [None] * len(spans))
+    chunks: list[object] = []
+    queue_chunk = engine._Engine._queue_chunk
+    monkeypatch.setattr(
+        engine._Engine,
+        "_queue_chunk",
+        lambda self, file, *a, **k: (chunks.append(file.key), queue_chunk(self, file, *a, **k))[1],
+    )
+    audios = [_tone(seconds, seed) for seed, seconds in enumerate([3.0, 4.5, 2.0, 6.0])]
+    results = list(tiny_model.transcribe_many(audios, language="en", batch_size=4, **FAST))
+    assert sorted(id(audio) for audio, _ in results) == sorted(id(audio) for audio in audios)
+    assert sum(count for count in windows if count > 1) == 2 * len(audios)  # packed twice
+    assert sorted(chunks) == list(range(len(audios)))  # then each alone, once
+    assert all(not isinstance(result, Exception) for _, result in results)
 
 
 def test_a_bad_file_in_the_middle_is_its_own_failure(tiny_model, chunks_everywhere, tmp_path):

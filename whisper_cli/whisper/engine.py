@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 PACK_SECONDS = 28.0  # the most speech (and gaps) one packed window holds
 GAP = 2.0  # seconds of silence between two files in a packed window (1 s: more merged segments)
 READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
+PACKINGS = 2  # windows a piece may be packed into before it is decoded alone
 
 Found = tuple[PendingSegment, DecodingResult]
 
@@ -102,6 +103,7 @@ class _File:
     language: str | None = None
     probability: float | None = None
     open_units: int = 0
+    packings: int = 0  # packed windows it has been in
     found: list[Found] = field(default_factory=list)
     failed: bool = False
 
@@ -285,16 +287,20 @@ class _Engine:
         if not file.chunks:
             yield self._finish(file)
         elif file.samples is not None:
-            self.to_pack.append(file)
-            if self._packed_seconds(self.to_pack) > PACK_SECONDS:
-                self._pack(self.to_pack[:-1])
-                self.to_pack = self.to_pack[-1:]
+            self._to_pack(file)
         else:
             for start, end in file.chunks:
                 self._queue_chunk(file, start, end)
 
-    def _queue_chunk(self, file: _File, start: int, end: int) -> None:
-        file.open_units += 1
+    def _to_pack(self, file: _File) -> None:
+        file.open_units += 1  # a window to come
+        self.to_pack.append(file)
+        if self._packed_seconds(self.to_pack) > PACK_SECONDS:
+            self._pack(self.to_pack[:-1])
+            self.to_pack = self.to_pack[-1:]
+
+    def _queue_chunk(self, file: _File, start: int, end: int, counted: bool = False) -> None:
+        file.open_units += 0 if counted else 1
         self.waiting.append(_Chunk(file, end, start))
 
     @staticmethod
@@ -303,11 +309,12 @@ class _Engine:
         return pieces + GAP * (len(files) - 1)
 
     def _pack(self, files: list[_File]) -> None:
-        """Queue `files` (single-chunk files that may be packed) as one window, or alone."""
+        """Queue `files` (single-chunk files waiting to be packed, each counted as an open
+        unit) as one window, or alone."""
         if len(files) == 1:
             start, end = files[0].chunks[0]
             files[0].samples = None
-            self._queue_chunk(files[0], start, end)
+            self._queue_chunk(files[0], start, end, counted=True)
             return
         gap = np.zeros(round(GAP * SAMPLE_RATE), dtype=np.float32)
         parts, pieces, at = [], [], 0.0
@@ -317,8 +324,7 @@ class _Engine:
             parts += [file.samples[start * HOP_LENGTH : end * HOP_LENGTH], gap]
             pieces.append((file, at))
             at += (end - start) / FRAMES_PER_SECOND + GAP
-            file.samples = None
-            file.open_units += 1
+            file.packings += 1
         glued = np.concatenate(parts[:-1])
         mel = LogMelFrames.from_blocks([glued], self.model.model.dims.n_mels)
         size = min(N_FRAMES, mel.content_frames)
@@ -416,10 +422,12 @@ class _Engine:
         features: torch.Tensor,
         decoding: DecodingOptions,
     ) -> None:
-        """A packed window decoded: its segments handed to their files, or every piece
-        queued to be decoded alone where that is not safe."""
+        """A packed window decoded: its segments handed to their files; a piece whose words
+        are not safely its own (or the whole window, after a fallback or silence) is queued
+        to be decoded alone."""
         options = self.options
-        assigned = None
+        spans = _spans(packed)
+        assigned: list[list[PendingSegment] | None] = [None] * len(spans)
         heard = sum(
             _heard(f, f.chunks[0][0], f.chunks[0][1] - f.chunks[0][0]) for f, _ in packed.pieces
         )
@@ -428,19 +436,23 @@ class _Engine:
             text = read_window(
                 self.model, Window(0, packed.size), result, features, decoding, options, 0.0
             )
-            complete = text.single_timestamp_ending or text.advance >= packed.size - round(
-                LEFT_UNSAID * FRAMES_PER_SECOND
-            )
             segments = split_on_pauses(text.segments, options, self.model.tokenizer.eot)
-            assigned = assign_to_pieces(segments, _spans(packed)) if complete else None
-        for index, (file, start) in enumerate(packed.pieces):
+            assigned = assign_to_pieces(segments, spans)
+            if not text.single_timestamp_ending:  # the window stopped short: pieces it left
+                reached = text.advance / FRAMES_PER_SECOND + LEFT_UNSAID
+                for index, (_, end) in enumerate(spans):
+                    if end > reached:
+                        assigned[index] = None
+        for (file, start), mine in zip(packed.pieces, assigned, strict=True):
             file.open_units -= 1
-            mine = assigned[index] if assigned is not None else []
+            chunk_start, chunk_end = file.chunks[0]
+            if not mine and file.packings < PACKINGS:  # once more, beside other pieces
+                self._to_pack(file)
+                continue
+            file.samples = None
             if not mine:  # nothing it can be sure of: the piece alone, as a chunk
-                chunk_start, chunk_end = file.chunks[0]
                 self._queue_chunk(file, chunk_start, chunk_end)
                 continue
-            chunk_start, chunk_end = file.chunks[0]
             shift = chunk_start / FRAMES_PER_SECOND - start
             end = min(chunk_end / FRAMES_PER_SECOND, file.duration)
             file.found.extend(
@@ -495,29 +507,48 @@ def _spans(packed: _Packed) -> list[tuple[float, float]]:
 
 def assign_to_pieces(
     segments: list[PendingSegment], spans: list[tuple[float, float]]
-) -> list[list[PendingSegment]] | None:
+) -> list[list[PendingSegment] | None]:
     """The segments of each span (a piece's start and end in the window, seconds), or None
-    where a segment may hold two files' words.
+    for a piece whose words may have gone to a segment of another.
 
-    A segment belongs to the last piece that starts (less `SPEECH_PAD`) at or before its start.
-    Whisper ends a segment where the next speech begins, so its end (and its words') may run
-    through the gap, and `SPEECH_PAD` into the next piece: those first seconds of a piece are
-    the padding voice activity detection keeps before its speech, no word of it. A segment or
-    word ending later than that straddles two files."""
-    by_span: list[list[PendingSegment]] = [[] for _ in spans]
+    A segment belongs to the one span it overlaps, and so must each of its words. Spans are
+    voice activity detection's speech with `SPEECH_PAD` on each side, which holds no word, so
+    an overlap of less than that does not count (Whisper ends a segment where the next speech
+    begins): a segment or word that overlaps two spans holds two files' words, or may; one
+    that overlaps none lies in the silence between two files, and may belong to either. Either
+    way the pieces on both sides are unsafe, and only they."""
+    by_span: list[list[PendingSegment] | None] = [[] for _ in spans]
+    unsafe: set[int] = set()
     for segment in segments:
-        starts = [
-            index for index, (start, _) in enumerate(spans) if segment.start >= start - SPEECH_PAD
-        ]
-        if not starts:
-            return None
-        index = starts[-1]
-        limit = spans[index + 1][0] + SPEECH_PAD if index + 1 < len(spans) else float("inf")
-        begin = spans[index][0] - SPEECH_PAD
-        if segment.end > limit or any(w.end > limit or w.start < begin for w in segment.words):
-            return None
-        by_span[index].append(segment)
+        held = _spans_held(segment.start, segment.end, spans)
+        for word in segment.words:
+            held |= _spans_held(word.start, word.end, spans)
+        if len(held) == 1:
+            (index,) = held
+            owned = by_span[index]
+            assert owned is not None
+            owned.append(segment)
+        else:
+            unsafe |= held or _around(segment.start, segment.end, spans)
+    for index in unsafe:
+        by_span[index] = None
     return by_span
+
+
+def _spans_held(start: float, end: float, spans: list[tuple[float, float]]) -> set[int]:
+    """The spans that [start, end] overlaps by more than `SPEECH_PAD` (or by more than half
+    its length, for a short one); an instant, the spans that contain it."""
+    if end <= start:
+        return {index for index, (a, b) in enumerate(spans) if a <= start <= b}
+    least = min(SPEECH_PAD, (end - start) / 2)
+    return {index for index, (a, b) in enumerate(spans) if min(end, b) - max(start, a) > least}
+
+
+def _around(start: float, end: float, spans: list[tuple[float, float]]) -> set[int]:
+    """The spans just before and just after [start, end], which lies between them."""
+    before = [index for index, (a, _) in enumerate(spans) if a <= start]
+    after = [index for index, (_, b) in enumerate(spans) if b >= end]
+    return set(before[-1:] + after[:1]) or set(range(len(spans)))
 
 
 def moved(segment: PendingSegment, shift: float, seek: int) -> PendingSegment:
