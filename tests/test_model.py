@@ -37,6 +37,25 @@ def test_step_by_step_decoding_equals_one_pass(tiny):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("group", [1, 3])
+def test_the_cache_grows_as_tokens_come_and_keeps_them(tiny, group):
+    """Its buffers start small (most windows end far short of the text context) and double
+    when full; a long sequence step by step still equals one pass, past several doublings."""
+    features = _features(tiny)
+    tokens = torch.tensor([[50258, 50259, 50359, 50364, *range(400, 500)]])
+    full = tiny.decoder(tokens, tiny.decoder.new_cache(features, 1))
+    cache = tiny.decoder.new_cache(features, 1)
+    steps = [tiny.decoder(tokens[:, :4], cache)]
+    cache.share_prompt(group)
+    assert cache.key.shape[3] < 2 * cache.ROOM < tiny.dims.n_text_ctx
+    rows = tokens.repeat(group, 1)
+    steps += [tiny.decoder(rows[:, i : i + 1], cache)[:1] for i in range(4, tokens.shape[1])]
+    assert cache.key.shape[3] < tiny.dims.n_text_ctx  # grown to what the tokens need
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="text context"):
+        cache.make_room(cache.limit + 1)
+
+
 def test_cache_positions_are_never_read_before_they_are_written(tiny):
     """The buffers are allocated without zeroing: filled with NaN, nothing changes, with or
     without a shared prompt."""

@@ -89,12 +89,16 @@ class KVCache:
     only on the audio and are computed once per window.
     """
 
+    ROOM = 32  # positions the rows' own buffers start with; doubled whenever full
+
     def __init__(
         self, n_layer: int, batch: int, n_ctx: int, n_state: int, n_head: int, like: Tensor
     ):
-        shape = (n_layer, batch, n_head, n_ctx, n_state // n_head)
-        # (L, B, H, room, D): n_ctx, or what is left after the shared prompt; a position is
-        # read only once written, so the buffers need no zeroing
+        # (L, B, H, room, D): room for `ROOM` tokens, grown as tokens come up to `limit` (the
+        # text context, or what is left of it after the shared prompt); a position is read
+        # only once written, so the buffers need no zeroing
+        self.limit = n_ctx
+        shape = (n_layer, batch, n_head, min(n_ctx, self.ROOM), n_state // n_head)
         self.key = like.new_empty(shape)
         self.value = like.new_empty(shape)
         self.length = 0  # tokens written so far, the shared ones included
@@ -111,6 +115,21 @@ class KVCache:
         """How many tokens each row holds in its own buffers."""
         return self.length - self.shared
 
+    def make_room(self, own: int) -> None:
+        """Room in the rows' own buffers for `own` tokens: a decoding step grows them by one,
+        and most windows end far short of the text context, so they double when full."""
+        capacity = self.key.shape[3]
+        if own <= capacity:
+            return
+        if own > self.limit:
+            raise ValueError(f"{own} tokens exceed the text context's {self.limit}")
+        size = min(self.limit, max(own, 2 * capacity))
+        for name in ("key", "value"):
+            old = getattr(self, name)
+            new = old.new_empty(*old.shape[:3], size, old.shape[4])
+            new[:, :, :, : self.own] = old[:, :, :, : self.own]
+            setattr(self, name, new)
+
     def share_prompt(self, group: int, room: int | None = None) -> None:
         """Give every row `group` rows that share its tokens so far (the prompt): the beams or
         samples of one audio, which will each add at most `room` tokens of their own (the
@@ -122,9 +141,10 @@ class KVCache:
         # copies, not views: a view would keep the whole text-context buffer alive
         self.shared_key = self.key[:, :, :, : self.length].clone()
         self.shared_value = self.value[:, :, :, : self.length].clone()
-        layers, batch, heads, n_ctx, d = self.key.shape
-        room = n_ctx - self.length if room is None else min(room, n_ctx - self.length)
-        shape = (layers, batch * group, heads, room, d)
+        layers, batch, heads, _, d = self.key.shape
+        left = self.limit - self.length
+        self.limit = left if room is None else min(room, left)
+        shape = (layers, batch * group, heads, min(self.limit, self.ROOM), d)
         self.key, self.value = self.key.new_empty(shape), self.value.new_empty(shape)
 
     def keep_audio(self, audios: list[int]) -> None:
@@ -141,7 +161,8 @@ class KVCache:
         if self.shared_key is not None and self.shared_value is not None:
             self.shared_key = self.shared_key.index_select(1, picked)
             self.shared_value = self.shared_value.index_select(1, picked)
-        self.cross = [(k.index_select(0, picked), v.index_select(0, picked)) for k, v in self.cross]
+        for layer, (k, v) in enumerate(self.cross):  # a layer at a time: one spare copy at most
+            self.cross[layer] = (k.index_select(0, picked), v.index_select(0, picked))
 
     def reorder(self, source: Tensor) -> None:
         """Keep, for each row of the batch, the cache of row `source[row]` (beam search; rows
@@ -359,6 +380,7 @@ class TextDecoder(nn.Module):
         (B, H, T, S), are appended to it: the raw material of word timing.
         """
         start = cache.length
+        cache.make_room(cache.own + tokens.shape[1])
         positions = self.positional_embedding[start : start + tokens.shape[1]]
         x = (self.token_embedding(tokens) + positions).to(cache.key.dtype)
         for layer, block in enumerate(self.blocks):
