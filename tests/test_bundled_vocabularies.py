@@ -183,10 +183,12 @@ def test_a_tokenizer_json_beside_the_pt_wins(tmp_path, tiny_checkpoint, no_hub):
 # the real base weights as openai-whisper keeps them, alone and offline
 
 
-def _openai_pt() -> Path | None:
+def _openai_pt(name: str = "base") -> Path | None:
+    """get-model's openai-NAME.pt (WHISPER_CLI_TEST_OPENAI_PT for base; the tiny.en one
+    beside it, or in ~/.cache/whisper-test-models)."""
     value = os.environ.get("WHISPER_CLI_TEST_OPENAI_PT")
-    default = Path.home() / ".cache" / "whisper-test-models" / "openai-base.pt"
-    path = Path(value) if value else default
+    folder = Path(value).parent if value else Path.home() / ".cache" / "whisper-test-models"
+    path = Path(value) if value and name == "base" else folder / f"openai-{name}.pt"
     return path if path.is_file() else None
 
 
@@ -221,3 +223,28 @@ def test_an_openai_pt_alone_transcribes_offline_as_the_hf_folder_does(
     assert from_pt == from_folder
     assert "wizard" in from_pt["en_ls_61-70968-0000"]
     assert os.listdir(alone.parent) == ["base.pt"]
+
+
+@pytest.mark.real_model
+def test_an_openai_tiny_en_pt_alone_transcribes_as_its_hf_folder_does(audio_dir, tmp_path):
+    """The English-only vocabulary: tiny.en's .pt alone, offline, gives the text of the same
+    weights in Hugging Face layout with tiny.en's own tokenizer.json, whose vocabulary the
+    bundled one is."""
+    pt = require(
+        _openai_pt("tiny.en"),
+        "openai-tiny.en.pt from ../shared/tools/get-model tiny.en, beside openai-base.pt",
+    )
+    folder = pt.parent / "whisper-tiny.en"
+    bundled = bundled_tokenizer(False, 99)
+    own = Tokenizer.from_file(folder / "tokenizer.json", False, 99)
+    assert bundled is not None
+    assert bundled.encoding.get_vocab(True) == own.encoding.get_vocab(True)
+    alone = tmp_path / "models" / "tiny.en.pt"
+    alone.parent.mkdir()
+    shutil.copy(pt, alone)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    files = [audio_dir / "en_ls_61-70968-0000.flac", audio_dir / "en_pv_today_only_platforms.mp3"]
+    from_pt = _texts(str(alone), files, env, tmp_path / "pt")
+    assert from_pt == _texts(str(folder), files, env, tmp_path / "folder")
+    assert "wizard" in from_pt["en_ls_61-70968-0000"]
