@@ -4,10 +4,16 @@ together, each file written when done, each failure on its own line."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.test_cli import errors, fast, invoke, tone
+from tests.test_cli import CLI, errors, fast, invoke, tone
+from whisper_cli.cli.ui import EXIT_INTERRUPTED, EXIT_TERMINATED
 from whisper_cli.constants import FRAMES_PER_SECOND
 from whisper_cli.whisper import engine
 
@@ -69,3 +75,126 @@ def test_skip_existing_resumes_a_folder(tmp_path, tiny_checkpoint):
     assert again.exit_code == 0, again.output
     assert "1 transcribed, 0 failed, 2 skipped" in again.stderr
     assert (out / "late.txt").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# an interrupted folder run: whole files only, and --skip-existing does the rest
+
+SHORT = (
+    "en_ls_61-70968-0000.flac",
+    "en_ls_251-137823-0002.wav",
+    "en_lj_LJ002-0020.wav",
+    "en_lj_LJ002-0035.ogg",
+    "en_pv_today_only_platforms.mp3",
+    "en_sr_one_two_three_44k_stereo.flac",
+)
+
+
+def _leftovers(out: Path) -> list[str]:
+    """Files that a clean stop must not leave: temporary outputs, locks, locks set aside."""
+    return sorted(
+        str(path.relative_to(out))
+        for path in out.rglob("*")
+        if path.name.startswith(".") or path.name.endswith((".tmp", ".lock", ".stale"))
+    )
+
+
+def _outputs(out: Path) -> dict[str, tuple[int, int]]:
+    """Each output file (relative path) with its inode and modification time."""
+    return {
+        str(path.relative_to(out)): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in out.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)],
+    ids=["INT", "TERM"],
+)
+def test_an_interrupted_folder_run_leaves_whole_files_and_resumes(
+    tmp_path, tiny_checkpoint, audio_dir, signum, status
+):
+    """`whisper-cli transcribe DIR --batch-size 8` stopped by a signal once its first output
+    is there: it exits with the signal's status, leaves no temporary, partial or lock file,
+    and every output it wrote is whole (both formats of an input, or neither). The same
+    command with --skip-existing then writes exactly the missing inputs, leaves the others as
+    they are and counts them skipped; the outputs are those of a run never interrupted.
+
+    Real recordings (the voice detector must hear speech for the engine to decode them) and
+    the random-weight model (fast: a decoding round of 8 files takes about a second, so the
+    signal lands before the folder is done); language detection on each file keeps them from
+    being packed into one window, so outputs come a round at a time."""
+    folder = tmp_path / "in"
+    for copy in range(5):
+        for name in SHORT:
+            target = folder / f"part{copy % 2}" / f"{copy}_{name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(audio_dir / name, target)
+    inputs = 5 * len(SHORT)
+    out = tmp_path / "out"
+    command = [*CLI, "transcribe", "-m", str(tiny_checkpoint), "--threads", "1"]
+    command += ["--beam-size", "1", "--best-of", "1", "--temperature-increment-on-fallback"]
+    command += ["none", "--batch-size", "8", "-f", "json,srt"]
+
+    process = subprocess.Popen(
+        [*command, "-o", str(out), str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.rglob("*.json")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no output appeared"
+            time.sleep(0.02)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr
+    assert _leftovers(out) == []
+    done = {path.relative_to(out).with_suffix("") for path in out.rglob("*.json")}
+    assert 1 <= len(done) < inputs, "the signal should land mid-folder"
+    assert {path.relative_to(out).with_suffix("") for path in out.rglob("*.srt")} == done
+    for stem in done:
+        record = json.loads((out / stem).with_suffix(".json").read_text(encoding="utf-8"))
+        assert record["duration"] > 0 and isinstance(record["segments"], list)
+        srt = (out / stem).with_suffix(".srt").read_text(encoding="utf-8")
+        assert srt == "" or srt.endswith("\n\n")
+    before = _outputs(out)
+
+    resumed = subprocess.run(
+        [*command, "--skip-existing", "-v", "-o", str(out), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = resumed.stderr.strip().splitlines()[-1]
+    assert summary == f"{inputs - len(done)} transcribed, 0 failed, {len(done)} skipped"
+    skipped = {
+        Path(line.split(": skipped (")[0]).relative_to(folder).with_suffix("")
+        for line in resumed.stderr.splitlines()
+        if ": skipped (" in line
+    }
+    assert skipped == done
+    after = _outputs(out)
+    assert {name: after[name] for name in before} == before  # not written again
+    assert _leftovers(out) == []
+
+    whole = tmp_path / "whole"
+    result = subprocess.run(
+        [*command, "-o", str(whole), str(folder)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(after) == sorted(_outputs(whole))
+    assert len(after) == 2 * inputs
+    for name in after:
+        if name.endswith(".json"):
+            ours = json.loads((out / name).read_text(encoding="utf-8"))
+            theirs = json.loads((whole / name).read_text(encoding="utf-8"))
+            assert ours["duration"] == theirs["duration"], name

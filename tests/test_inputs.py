@@ -346,11 +346,15 @@ def test_claim_waits_for_a_live_process_and_takes_over_after_it(tmp_path: Path) 
     assert sorted(p.name for p in lock_path(job).parent.iterdir()) == []
 
 
-def test_locks_of_other_hosts_are_respected(tmp_path: Path) -> None:
+def test_fresh_locks_of_other_hosts_are_respected(tmp_path: Path) -> None:
+    """A process on another host cannot be asked whether it runs: its lock holds while its
+    heartbeat keeps it younger than LOCK_STALE_SECONDS, whatever its pid is here."""
     job = make_job(tmp_path)
-    write_lock(job, "1 some-other-host.example\n", age=3600)
-    with claim(job) as claimed:
+    write_lock(job, "1 some-other-host.example\n", age=inputs.LOCK_STALE_SECONDS / 2)
+    taken = []
+    with claim(job, on_takeover=taken.append) as claimed:
         assert not claimed
+    assert lock_path(job).read_text() == "1 some-other-host.example\n" and taken == []
 
 
 def test_unreadable_locks_are_stale_only_once_old(tmp_path: Path) -> None:
@@ -425,3 +429,125 @@ def test_lock_holder_of_a_lock_that_tells_nothing(tmp_path: Path) -> None:
     assert lock_holder(job) == ""  # no lock
     write_lock(job, "")
     assert lock_holder(job) == ""
+
+
+# locks of other hosts: kept fresh by their holder's heartbeat, taken over once stale
+
+
+def test_a_stale_lock_of_another_host_is_taken_over_and_said(tmp_path: Path) -> None:
+    """A lock from another host (a shared NFS folder, a Slurm array) that nobody has refreshed
+    for longer than LOCK_STALE_SECONDS is taken over, with the same rename-aside protocol as a
+    local stale lock; who held it is told (before: waited for forever)."""
+    job = make_job(tmp_path)
+    write_lock(job, "4242 node17.cluster\n", age=inputs.LOCK_STALE_SECONDS + 120)
+    taken = []
+    with claim(job, on_takeover=taken.append) as claimed:
+        assert claimed
+        assert lock_path(job).read_text().split() == [str(os.getpid()), socket.gethostname()]
+    assert taken == ["process 4242 on node17.cluster, not refreshed for 12 min"]
+    assert list(lock_path(job).parent.iterdir()) == []  # nothing left aside
+
+
+@pytest.mark.usefixtures("quick_polls")
+def test_a_lock_of_another_host_is_waited_for_while_it_is_refreshed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting process leaves another host's lock alone while its holder refreshes it, and
+    takes it over once the refreshing has stopped for LOCK_STALE_SECONDS."""
+    monkeypatch.setattr(inputs, "LOCK_STALE_SECONDS", 0.3)
+    job = make_job(tmp_path)
+    write_lock(job, "4242 node17.cluster\n")
+    stopped = threading.Event()
+
+    def other_host_heartbeat() -> None:
+        for _ in range(30):  # 1.5 s, five times the stale limit
+            os.utime(lock_path(job))
+            time.sleep(0.05)
+        stopped.set()  # the other host's process dies
+
+    thread = threading.Thread(target=other_host_heartbeat)
+    thread.start()
+    watchdog = _give_up_after(lock_path(job))
+    waits, taken = [], []
+    try:
+        with claim(job, wait=True, on_wait=lambda: waits.append(1), on_takeover=taken.append):
+            assert stopped.is_set()
+    finally:
+        thread.join()
+        watchdog.set()
+    assert waits == [1] and len(taken) == 1 and taken[0].startswith("process 4242 on node17")
+
+
+def _give_up_after(lock: Path, seconds: float = 60) -> threading.Event:
+    """Remove the lock after `seconds` unless the returned event is set first, so that a
+    waiter that never takes it over fails its test rather than waiting forever."""
+    done = threading.Event()
+
+    def watch() -> None:
+        if not done.wait(seconds):
+            lock.unlink(missing_ok=True)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done
+
+
+def test_a_held_lock_is_kept_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a job is held (the CLI may spend hours on one long recording), a thread sets the
+    lock's modification time to now every LOCK_HEARTBEAT_SECONDS, so other hosts see it is
+    alive; it stops once the lock is given back."""
+    monkeypatch.setattr(inputs, "LOCK_HEARTBEAT_SECONDS", 0.02)
+    job = make_job(tmp_path)
+    lock = lock_path(job)
+    old = time.time() - 3600
+    with claim(job) as claimed:
+        assert claimed
+        os.utime(lock, (old, old))
+        deadline = time.monotonic() + 30
+        while lock.stat().st_mtime < old + 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lock.stat().st_mtime > old + 60, "the heartbeat did not refresh the lock"
+        monkeypatch.setattr(socket, "gethostname", lambda: "another-host")  # seen from there
+        assert inputs._stale(lock.read_bytes(), time.time() - lock.stat().st_mtime) is None
+    assert not lock.exists()
+    deadline = time.monotonic() + 30
+    while inputs._HEARTBEAT._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert inputs._HEARTBEAT._thread is None  # no lock held, no thread
+
+
+def test_a_lock_taken_over_meanwhile_is_not_removed_by_its_old_holder(tmp_path: Path) -> None:
+    """Had this process stopped refreshing its lock (suspended for longer than the stale
+    limit), another host may have taken it over: on release it removes only its own lock."""
+    job = make_job(tmp_path)
+    with claim(job) as claimed:
+        assert claimed
+        lock_path(job).write_text("4242 node17.cluster\n")  # taken over meanwhile
+    assert lock_path(job).read_text() == "4242 node17.cluster\n"
+
+
+def test_the_cli_takes_over_a_stale_lock_of_another_host_and_says_so(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command line waits for another host's fresh lock (the job is neither skipped nor
+    counted as done), then takes it over once it goes stale, saying so, and writes the job."""
+    from tests.test_cli import fast, invoke, tone
+
+    monkeypatch.setattr(inputs, "LOCK_POLL_SECONDS", 0.02)
+    monkeypatch.setattr(inputs, "LOCK_STALE_SECONDS", 0.5)
+    audio = tone(tmp_path / "in" / "a.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.lock").write_text("4242 node17.cluster\n")
+    watchdog = _give_up_after(out / "a.lock")
+    try:
+        result = invoke("transcribe", *fast(tiny_checkpoint), audio, "-f", "json", "-o", out)
+    finally:
+        watchdog.set()
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(f"{audio}: waiting for process 4242 on node17") for line in lines)
+    assert f"{audio}: took over the stale lock {out / 'a.lock'} of process 4242 on node17" in (
+        result.stderr
+    )
+    assert lines[-1] == "1 transcribed, 0 failed"
+    assert sorted(p.name for p in out.iterdir()) == ["a.json"]

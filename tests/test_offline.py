@@ -146,25 +146,20 @@ def test_offline_mode_never_connects(tmp_path, hang_up):
     assert hang_up.paths == []
 
 
-def test_a_pt_tokenizer_without_the_hub_is_one_try(tmp_path, hang_up):
-    """An openai-whisper .pt with no tokenizer.json beside it fetches openai/whisper-tiny's."""
-    script = (
-        "from pathlib import Path\n"
-        "from whisper_cli.errors import ModelError\n"
-        "from whisper_cli.whisper.loading import _pt_tokenizer_file\n"
-        "try:\n"
-        f"    _pt_tokenizer_file(Path({str(tmp_path / 'tiny.pt')!r}), 51865, offline=False)\n"
-        "except ModelError as error:\n"
-        "    print(error)\n"
-    )
-    env = hub_env(tmp_path, hang_up.endpoint)
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180
-    )
+def test_a_pt_alone_never_asks_the_hub(tmp_path, hang_up):
+    """An openai-whisper .pt with no tokenizer.json beside it uses the vocabulary the package
+    ships: it transcribes without a request to the Hub (before: one try for
+    openai/whisper-tiny's tokenizer.json, and an error)."""
+    from tests.test_bundled_vocabularies import _random_pt
+    from tests.test_cli import tone
+
+    model = _random_pt(tmp_path / "models" / "tiny.pt", 51865)
+    args = ["transcribe", "-m", str(model), "-l", "en", "--threads", "1", "--beam-size", "1"]
+    args += ["--no-skip-silent-windows", str(tone(tmp_path / "a.wav")), "--stdout", "-f", "txt"]
+    result = run_cli(args, hub_env(tmp_path, hang_up.endpoint))
     assert result.returncode == 0, result.stderr
-    assert "no tokenizer.json beside it" in result.stdout and "cannot be reached" in result.stdout
-    assert "Retrying" not in result.stderr
-    assert hang_up.asked("/api/models/") + hang_up.asked("/openai/") == 1, hang_up.paths
+    assert hang_up.paths == []
+    assert os.listdir(model.parent) == ["tiny.pt"]
 
 
 def test_a_download_asks_the_hub_once_then_downloads_with_progress(monkeypatch, tmp_path):

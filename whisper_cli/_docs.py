@@ -81,7 +81,10 @@ FILES = (
         "Present while a whisper\\-cli process works on NAME, so that two processes share a "
         "folder without doing the same work. A process that finds NAME locked does its other "
         "inputs first, then waits until the lock is gone (or its process has ended) and does "
-        "NAME, unless \\-\\-skip\\-existing finds its outputs there by then.",
+        "NAME, unless \\-\\-skip\\-existing finds its outputs there by then. Its holder sets "
+        "its modification time every minute; a lock from another host (a shared NFS folder) "
+        "that is 10 minutes old was left by a process that is gone, and is taken over, as is "
+        "one of this host whose process has ended.",
     ),
 )
 

@@ -18,6 +18,11 @@ whose output name is not simply the input's stem, so that the caller can say so.
 
 Two processes may work through the same folder: `claim` takes a lock file next to a job's outputs
 so that each job is done by one of them; the other can wait for it (`claim(job, wait=...)`).
+The processes may run on different hosts (a shared NFS folder, a Slurm array): while a lock is
+held, a thread of the holder sets its modification time to now every `LOCK_HEARTBEAT_SECONDS`,
+so a lock of another host that has not been refreshed for `LOCK_STALE_SECONDS` was left behind
+by a process that no longer runs (or no longer runs Python code), and is taken over. This
+assumes the hosts' clocks (and the file server's) agree to within a few minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 import unicodedata
 from collections import Counter
@@ -57,6 +63,9 @@ _MAX_NAME_BYTES = 200  # leaves room for `-<n>`, an extension and `.lock` under 
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # control, surrogate, line breaks
 _UNREADABLE_LOCK_GRACE = 10.0  # seconds a lock file without a pid may be in the middle of writing
 LOCK_POLL_SECONDS = 1.0  # how often a process waiting for another's lock looks at it again
+LOCK_HEARTBEAT_SECONDS = 60.0  # how often a holder sets the modification time of its locks
+# a lock of another host older than this (ten heartbeats) is taken over: its holder is gone
+LOCK_STALE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -307,24 +316,35 @@ def lock_path(job: Job) -> Path:
 
 @contextlib.contextmanager
 def claim(
-    job: Job, wait: bool = False, on_wait: Callable[[], None] | None = None
+    job: Job,
+    wait: bool = False,
+    on_wait: Callable[[], None] | None = None,
+    on_takeover: Callable[[str], None] | None = None,
 ) -> Iterator[bool]:
     """Lock a job against other processes; yield whether this process got it.
 
-    The lock is `<output base>.lock`, created atomically and holding `<pid> <host>`; it is
-    removed on exit. A lock left by a process that no longer runs on this host is taken over.
+    The lock is `<output base>.lock`, created atomically and holding `<pid> <host>`; while it is
+    held its modification time is kept fresh (see the module's docstring), and it is removed on
+    exit unless another process has taken it over meanwhile. A stale lock is taken over: one
+    left by a process that no longer runs on this host, or one of another host that has not
+    been refreshed for `LOCK_STALE_SECONDS`; `on_takeover` is then called with who held it.
     With `wait`, a lock that another process holds is looked at every `LOCK_POLL_SECONDS`
-    until that process removes it or stops running, and then taken: the job is always claimed
+    until that process removes it or it goes stale, and then taken: the job is always claimed
     (`on_wait` is called once, before waiting, if it has to wait). Without, the job is not
     claimed and the caller must not count it as done.
     """
     lock = lock_path(job)
     lock.parent.mkdir(parents=True, exist_ok=True)
+    content = _lock_content()
     claimed = False
     try:
         while True:
             with signals_held():  # an interrupt cannot fall between creating and owning it
-                claimed = _acquire(lock)
+                claimed, taken_over = _acquire(lock, content)
+                if claimed:
+                    _HEARTBEAT.hold(lock, content)
+            if claimed and taken_over is not None and on_takeover is not None:
+                on_takeover(taken_over)
             if claimed or not wait:
                 break
             if on_wait is not None:
@@ -334,8 +354,8 @@ def claim(
         yield claimed
     finally:
         if claimed:
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
+            _HEARTBEAT.release(lock)
+            _remove_own(lock, content)
 
 
 def lock_holder(job: Job) -> str:
@@ -353,23 +373,28 @@ def _lock_content() -> bytes:
     return f"{os.getpid()} {socket.gethostname()}\n".encode()
 
 
-def _acquire(lock: Path) -> bool:
-    """Create the lock file, taking over a stale one; False if another process holds it."""
+def _acquire(lock: Path, content: bytes) -> tuple[bool, str | None]:
+    """Create the lock file, taking over a stale one: (whether this process holds it now,
+    who held the stale lock it took over, if it did)."""
+    taken_over = None
     for _ in range(3):
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            if not _remove_if_stale(lock):
-                return False
+            retry, stale = _remove_if_stale(lock)
+            if not retry:
+                return False, None
+            taken_over = stale or taken_over
             continue
         with os.fdopen(descriptor, "wb") as file:
-            file.write(_lock_content())
-        return True
-    return False
+            file.write(content)
+        return True, taken_over
+    return False, None
 
 
-def _remove_if_stale(lock: Path) -> bool:
-    """Remove the lock if its process is gone; whether the lock may be tried again.
+def _remove_if_stale(lock: Path) -> tuple[bool, str | None]:
+    """Remove the lock if it is stale: (whether the lock may be tried again, who held the
+    stale lock if this process removed it).
 
     The lock is first renamed aside, and removed only if it is still the stale one that was
     read, so two processes taking over the same stale lock cannot remove each other's.
@@ -378,36 +403,104 @@ def _remove_if_stale(lock: Path) -> bool:
         content = lock.read_bytes()
         age = time.time() - lock.stat().st_mtime
     except FileNotFoundError:
-        return True  # released meanwhile
-    if not _is_stale(content, age):
-        return False
+        return True, None  # released meanwhile
+    stale = _stale(content, age)
+    if stale is None:
+        return False, None
     aside = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
     try:
         os.rename(lock, aside)
     except FileNotFoundError:
-        return True  # another process removed it first
+        return True, None  # another process removed it first
     try:
         if aside.read_bytes() != content:  # a new lock replaced the stale one: put it back
             with contextlib.suppress(OSError):
                 os.link(aside, lock)
-            return False
+            return False, None
     finally:
         aside.unlink(missing_ok=True)
-    return True
+    return True, stale
 
 
-def _is_stale(content: bytes, age: float) -> bool:
-    """Whether a lock file was left by a process that no longer runs."""
+def _stale(content: bytes, age: float) -> str | None:
+    """Who left the lock file, if its process no longer runs (None while it may)."""
     fields = content.decode("utf-8", "replace").split()
     try:
         pid = int(fields[0])
     except (IndexError, ValueError):
         pid = 0
     if pid <= 0:  # not written yet, or garbage
-        return age > _UNREADABLE_LOCK_GRACE
+        return f"an unreadable lock {age:.0f} s old" if age > _UNREADABLE_LOCK_GRACE else None
+    holder = f"process {pid}" + (f" on {fields[1]}" if len(fields) > 1 else "")
     if len(fields) > 1 and fields[1] != socket.gethostname():
-        return False  # another machine's process: cannot tell, so assume it runs
-    return not _pid_alive(pid)
+        # another machine's process: it runs as long as it keeps the lock fresh
+        if age > LOCK_STALE_SECONDS:
+            return f"{holder}, not refreshed for {age / 60:.0f} min"
+        return None
+    return None if _pid_alive(pid) else f"{holder}, which no longer runs"
+
+
+def _remove_own(lock: Path, content: bytes) -> None:
+    """Remove the lock file if it still holds this process's content (another process may
+    have taken it over, had this one stopped refreshing it)."""
+    with contextlib.suppress(FileNotFoundError):
+        if lock.read_bytes() == content:
+            lock.unlink()
+
+
+class _Heartbeat:
+    """Keeps the locks this process holds fresh: every `LOCK_HEARTBEAT_SECONDS` a daemon
+    thread sets the modification time of each to now, as long as it still holds this
+    process's content.
+
+    A thread rather than the waiting loop: a holder spends its time in the model (one long
+    recording may take hours), not in a loop of ours. The thread runs whenever the
+    interpreter lets it, as it does while torch computes; a process that is stopped, or stuck
+    without releasing the interpreter, stops refreshing, and its locks go stale, as they
+    should. The thread ends when no lock is held, and starts again with the next.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[Path, bytes] = {}
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def hold(self, path: Path, content: bytes) -> None:
+        with self._lock:
+            self._held[path] = content
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="whisper-cli-lock-heartbeat", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._wake.set()  # look at LOCK_HEARTBEAT_SECONDS again
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            self._held.pop(path, None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(LOCK_HEARTBEAT_SECONDS)
+            self._wake.clear()
+            with self._lock:
+                held = list(self._held.items())
+                if not held:
+                    self._thread = None
+                    return
+            for path, content in held:
+                _refresh(path, content)
+
+
+def _refresh(lock: Path, content: bytes) -> None:
+    with contextlib.suppress(OSError):  # gone, or the file server is away for a moment
+        if lock.read_bytes() == content:
+            os.utime(lock)
+
+
+_HEARTBEAT = _Heartbeat()
 
 
 def _pid_alive(pid: int) -> bool:

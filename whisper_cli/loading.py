@@ -84,6 +84,6 @@ def load_model(
     else:
         from whisper_cli.whisper.loading import load_whisper
 
-        loaded = load_whisper(checkpoint, config, torch_device, dtype, compute_type, offline)
+        loaded = load_whisper(checkpoint, config, torch_device, dtype, compute_type)
     release_freed_memory()  # what converting, laying out and parsing freed
     return loaded

@@ -51,7 +51,10 @@ def claim_for_writing(job: Job, plan: OutputPlan, ui: Ui, wait: bool = False) ->
             f"(its lock: {lock_path(job)})"
         )
 
-    with claim(job, wait=wait, on_wait=tell_wait) as claimed:
+    def tell_takeover(holder: str) -> None:
+        ui.notice(f"{job.display}: took over the stale lock {lock_path(job)} of {holder}")
+
+    with claim(job, wait=wait, on_wait=tell_wait, on_takeover=tell_takeover) as claimed:
         if not claimed:
             ui.info(f"{job.display}: {holder()} is writing its outputs; coming back to it last")
             raise Busy

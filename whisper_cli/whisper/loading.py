@@ -17,22 +17,15 @@ from whisper_cli.checkpoint import (
     read_json,
     read_weights,
 )
-from whisper_cli.errors import HubUnavailableError, ModelError, first_line
-from whisper_cli.hub import Checkpoint, hub_offline, repo_files
-from whisper_cli.whisper.model import ENGLISH_VOCAB, MULTILINGUAL_VOCAB, ModelDimensions, Whisper
+from whisper_cli.errors import ModelError, first_line
+from whisper_cli.hub import Checkpoint
+from whisper_cli.whisper.model import ENGLISH_VOCAB, ModelDimensions, Whisper
 from whisper_cli.whisper.packing import kept_at_half, prepare_for_cpu
-from whisper_cli.whisper.tokenizer import Tokenizer
+from whisper_cli.whisper.tokenizer import N_TIMESTAMPS, Tokenizer, bundled_tokenizer
 from whisper_cli.whisper.transcribe import WhisperModel
 
 if TYPE_CHECKING:
     import torch
-
-# for a `.pt` without a tokenizer.json beside it: the repo whose vocabulary it shares
-_TOKENIZER_REPOS = {
-    ENGLISH_VOCAB: "openai/whisper-tiny.en",
-    MULTILINGUAL_VOCAB: "openai/whisper-tiny",  # 99 languages
-    MULTILINGUAL_VOCAB + 1: "openai/whisper-large-v3",  # 100 languages
-}
 
 
 def dims_from_config(config: dict[str, Any], source: Path) -> ModelDimensions:
@@ -140,33 +133,20 @@ def _build(
     return model.to(device).eval().requires_grad_(False)
 
 
-def _pt_tokenizer_file(pt: Path, n_vocab: int, offline: bool) -> Path:
+def _pt_tokenizer(pt: Path, dims: ModelDimensions) -> Tokenizer:
+    """The tokenizer of an openai-whisper `.pt`: a tokenizer.json beside it (`NAME.tokenizer.json`
+    or `tokenizer.json`), else the vocabulary this package ships for its dimensions, as
+    openai-whisper uses its own (no Hub needed)."""
     for candidate in (pt.with_suffix(".tokenizer.json"), pt.parent / "tokenizer.json"):
         if candidate.is_file():
-            return candidate
-    repo = _TOKENIZER_REPOS.get(n_vocab)
-    if repo is None:
-        raise ModelError(f"{pt}: put the model's tokenizer.json beside it")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(hf_hub_download(repo, "tokenizer.json", local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass
-    missing = f"{pt}: no tokenizer.json beside it and none cached from {repo}"
-    remedy = "put the model's tokenizer.json beside the .pt file"
-    if offline or hub_offline():
-        raise ModelError(f"{missing}; {remedy}") from None
-    try:
-        repo_files(repo, None, missing, remedy)  # one quick try: fails at once without the Hub
-        return Path(hf_hub_download(repo, "tokenizer.json"))
-    except HubUnavailableError:
-        raise
-    except Exception as error:
+            return Tokenizer.from_file(candidate, dims.is_multilingual, dims.num_languages)
+    tokenizer = bundled_tokenizer(dims.is_multilingual, dims.num_languages)
+    if tokenizer is None or tokenizer.timestamp_begin + N_TIMESTAMPS != dims.n_vocab:
         raise ModelError(
-            f"{pt}: no tokenizer.json beside it, and {repo}'s: {first_line(error)}"
-        ) from None
+            f"{pt}: its vocabulary ({dims.n_vocab} tokens) is not one of openai-whisper's; "
+            "put the model's tokenizer.json beside it"
+        )
+    return tokenizer
 
 
 def _read_openai_pt(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -208,7 +188,6 @@ def load_whisper(
     device: torch.device,
     dtype: torch.dtype,
     compute_type: str,
-    offline: bool,
 ) -> WhisperModel:
     """A Whisper checkpoint (a folder with its `config.json` read, or an openai `.pt`) loaded
     onto `device`, laid out for its kernels, with its tokenizer checked."""
@@ -216,7 +195,7 @@ def load_whisper(
         raw_dims, state = _read_openai_pt(checkpoint.path)
         dims = _dims_from_openai(raw_dims, checkpoint.path)
         model = _build(dims, state, dtype, device, checkpoint.path, compute_type)
-        tokenizer_file = _pt_tokenizer_file(checkpoint.path, dims.n_vocab, offline)
+        tokenizer = _pt_tokenizer(checkpoint.path, dims)
         heads = _alignment_heads(checkpoint.path.parent)
     else:
         folder = checkpoint.path
@@ -225,7 +204,9 @@ def load_whisper(
             raise ModelError(f"{folder}: no tokenizer.json beside the weights")
         state = {hf_to_openai_key(k): v for k, v in read_weights(folder).items()}
         model = _build(dims, state, dtype, device, folder, compute_type)
-        tokenizer_file = folder / "tokenizer.json"
+        tokenizer = Tokenizer.from_file(
+            folder / "tokenizer.json", dims.is_multilingual, dims.num_languages
+        )
         heads = _alignment_heads(folder)
     if heads is not None:
         bad = [
@@ -241,5 +222,4 @@ def load_whisper(
         prepare_for_cpu(model, compute_type)
         if model.decoder.output is not None and config is not None:
             _map_lookup_table(model, checkpoint.path)
-    tokenizer = Tokenizer.from_file(tokenizer_file, dims.is_multilingual, dims.num_languages)
     return WhisperModel(model, tokenizer, checkpoint.name, compute_type)

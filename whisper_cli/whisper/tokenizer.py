@@ -3,14 +3,23 @@ tokens that steer the model (start of transcript, language, task, timestamps, en
 
 Special tokens are looked up by name in the vocabulary, never by fixed offsets, so English-only,
 multilingual and large-v3 vocabularies (one more language) all work.
+
+An openai-whisper `.pt` comes without a tokenizer (openai-whisper ships its vocabularies in its
+package), and so does this package: `bundled_tokenizer` gives the English-only or the
+multilingual vocabulary from `vocabularies/` (made by `tools/bundle_vocabularies.py`), with the
+language tokens the model has.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import string
 from collections.abc import Sequence
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import tokenizers
 
@@ -35,11 +44,18 @@ class Tokenizer:
             encoding = tokenizers.Tokenizer.from_file(str(path))
         except Exception as error:  # tokenizers raises its own Exception subclass
             raise ModelError(f"{path}: not a usable tokenizer.json ({error})") from None
+        return cls.checked(encoding, multilingual, num_languages, str(path))
+
+    @classmethod
+    def checked(
+        cls, encoding: tokenizers.Tokenizer, multilingual: bool, num_languages: int, source: str
+    ) -> Tokenizer:
+        """The tokenizer, once `check` passes (ModelError naming `source` otherwise)."""
         tokenizer = cls(encoding, multilingual, num_languages)
         try:
             tokenizer.check()
         except KeyError as error:
-            raise ModelError(f"{path}: not a Whisper tokenizer.json ({error.args[0]})") from None
+            raise ModelError(f"{source}: not a Whisper tokenizer.json ({error.args[0]})") from None
         return tokenizer
 
     def check(self) -> None:
@@ -198,3 +214,51 @@ class Tokenizer:
                 words[-1] += piece
                 word_tokens[-1].extend(piece_tokens)
         return words, word_tokens
+
+
+# the vocabularies shipped with the package, for checkpoints that come without theirs
+
+BUNDLED_LANGUAGES = 99  # language tokens in the bundled multilingual vocabulary
+N_TIMESTAMPS = 1501  # <|0.00|> to <|30.00|>, after <|notimestamps|>
+
+
+def bundled_tokenizer(multilingual: bool, num_languages: int) -> Tokenizer | None:
+    """openai-whisper's vocabulary for a model with these dimensions, as this package ships it:
+    GPT-2's for English-only models, the multilingual one otherwise, with the model's number
+    of language tokens (large-v3's 100: `<|yue|>` and every later token one id up). None for
+    more languages than `LANGUAGES` knows."""
+    if multilingual and not 1 <= num_languages <= len(LANGUAGES):
+        return None
+    name = "multilingual" if multilingual else "english"
+    source = f"{name}.tokenizer.json.gz"
+    packed = resources.files(__package__).joinpath("vocabularies", source).read_bytes()
+    text = gzip.decompress(packed).decode("utf-8")
+    if multilingual and num_languages != BUNDLED_LANGUAGES:
+        text = json.dumps(with_languages(json.loads(text), num_languages))
+    encoding = tokenizers.Tokenizer.from_str(text)
+    return Tokenizer.checked(encoding, multilingual, num_languages, f"the bundled {source}")
+
+
+def with_languages(data: dict[str, Any], num_languages: int) -> dict[str, Any]:
+    """A multilingual tokenizer.json's data with the first `num_languages` languages of
+    `LANGUAGES` as language tokens, and the special tokens laid out after them as
+    openai-whisper lays them out: <|endoftext|>, <|startoftranscript|>, the languages,
+    <|translate|>, <|transcribe|>, <|startoflm|>, <|startofprev|>, <|nospeech|>,
+    <|notimestamps|>, then the timestamps. The text tokens stay as they are."""
+    added = {entry["content"]: entry for entry in data["added_tokens"]}
+    names = ["<|endoftext|>", "<|startoftranscript|>"]
+    names += [f"<|{code}|>" for code in list(LANGUAGES)[:num_languages]]
+    names += ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>"]
+    names += ["<|nospeech|>", "<|notimestamps|>"]
+    names += [f"<|{i * 0.02:.2f}|>" for i in range(N_TIMESTAMPS)]
+    first = added["<|endoftext|>"]["id"]
+    ids = {name: first + index for index, name in enumerate(names)}
+    language = added["<|en|>"]  # a new language token is written as the others are
+    data["added_tokens"] = [
+        {**added.get(name, language), "id": ids[name], "content": name} for name in names
+    ]
+    processor = data.get("post_processor") or {}
+    for name, entry in processor.get("special_tokens", {}).items():
+        if name in ids:
+            entry["ids"] = [ids[name]]
+    return data
