@@ -6,8 +6,8 @@ multilingual and large-v3 vocabularies (one more language) all work.
 
 An openai-whisper `.pt` comes without a tokenizer (openai-whisper ships its vocabularies in its
 package), and so does this package: `bundled_tokenizer` gives the English-only or the
-multilingual vocabulary from `vocabularies/` (made by `tools/bundle_vocabularies.py`), with the
-language tokens the model has.
+multilingual vocabulary from `vocabularies/` (made by
+`tests/reference/make_bundled_vocabularies.py`), with the language tokens the model has.
 """
 
 from __future__ import annotations
