@@ -8,8 +8,8 @@ model needs it; see `whisper_cli.whisper.tokenizer.bundled_tokenizer`). They wer
 the tokenizer.json files that `../shared/tools/get-model` writes:
 
     PYTHON=.venv/bin/python ../shared/tools/get-model tiny.en /tmp/tinyen
-    python tests/reference/make_bundled_vocabularies.py /tmp/tinyen/whisper-tiny.en/tokenizer.json \\
-        ../shared/models/whisper-base/tokenizer.json
+    python tests/reference/make_bundled_vocabularies.py \\
+        /tmp/tinyen/whisper-tiny.en/tokenizer.json ../shared/models/whisper-base/tokenizer.json
 
 The JSON is written compactly and gzipped without a time stamp, so the same input
 gives the same bytes; each file is read back and checked to tokenize as its source does.
