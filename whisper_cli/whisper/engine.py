@@ -26,7 +26,6 @@ speech (no chunk) gets no language detected; nor does one whose windows all prov
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -73,6 +72,7 @@ if TYPE_CHECKING:
 PACK_SECONDS = 28.0  # the most speech (and gaps) one packed window holds
 GAP = 2.0  # seconds of silence between two files in a packed window (1 s: more merged segments)
 READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
+READ_AHEAD_SECONDS = 3600.0  # and audio waiting, at most (its features: 115 MB an hour)
 PACKINGS = 2  # windows a piece may be packed into before it is decoded alone
 
 Found = tuple[PendingSegment, DecodingResult]
@@ -150,7 +150,9 @@ def transcribe_files(
     """
     verify(options)
     engine = _Engine(model, options)
-    reader = _ReadAhead(items, lambda audio: _read(model, audio, read, engine.packs), READ_AHEAD)
+    reader = _ReadAhead(
+        items, lambda audio: _read(model, audio, read, engine.packs), READ_AHEAD, READ_AHEAD_SECONDS
+    )
     try:
         while True:
             item = reader.take(block=not (eager and engine.busy()))
@@ -195,13 +197,23 @@ def _pack_frames() -> int:
 
 
 class _ReadAhead:
-    """`read(audio)` of each item on a background thread, at most `depth` results waiting:
+    """`read(audio)` of each item on a background thread, at most `depth` results and `seconds`
+    of audio waiting (a long recording's features take memory; one result always may):
     iterating gives (key, result or the exception it raised), in input order."""
 
     _END = object()
 
-    def __init__(self, items: Iterable[tuple[Any, Any]], read: Callable[[Any], Any], depth: int):
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    def __init__(
+        self,
+        items: Iterable[tuple[Any, Any]],
+        read: Callable[[Any], Any],
+        depth: int,
+        seconds: float = float("inf"),
+    ):
+        self._waiting: deque[tuple[Any, float]] = deque()
+        self._seconds = 0.0  # of audio waiting
+        self._limits = (depth, seconds)
+        self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(iter(items), read), name="whisper-cli-read", daemon=True
@@ -219,27 +231,35 @@ class _ReadAhead:
                         result.key = key
                 except Exception as error:  # the file's own failure, reported with it
                     result = error
-                self._put((key, result))
+                self._put((key, result), getattr(result, "duration", 0.0))
         except Exception as error:  # the items themselves failed: end with it
             self._put((self._END, error))
         finally:
             self._put(self._END)
 
-    def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def _put(self, item: Any, seconds: float = 0.0) -> None:
+        depth, most = self._limits
+        with self._changed:
+            while self._waiting and (len(self._waiting) >= depth or self._seconds + seconds > most):
+                if self._stop.is_set():
+                    return
+                self._changed.wait(0.1)
+            self._waiting.append((item, seconds))
+            self._seconds += seconds
+            self._changed.notify_all()
 
     def take(self, block: bool = True) -> Any:
         """The next (key, result), `_END` after the last, or None when not blocking and
         nothing waits."""
-        try:
-            return self._queue.get(block=block)
-        except queue.Empty:
-            return None
+        with self._changed:
+            while not self._waiting:
+                if not block:
+                    return None
+                self._changed.wait()
+            item, seconds = self._waiting.popleft()
+            self._seconds -= seconds
+            self._changed.notify_all()
+            return item
 
     def close(self) -> None:
         self._stop.set()
