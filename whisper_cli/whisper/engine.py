@@ -39,7 +39,7 @@ import torch
 from whisper_cli.audio.vad import SpeechDetector, detect_speech
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
-from whisper_cli.results import Transcript, TranscriptionInfo
+from whisper_cli.results import Segment, Transcript, TranscriptionInfo
 from whisper_cli.whisper.batched import (
     LEFT_UNSAID,
     SPEECH_PAD,
@@ -102,7 +102,9 @@ class _File:
     language: str | None = None
     probability: float | None = None
     open_units: int = 0
-    found: list[Found] = field(default_factory=list)
+    found: dict[int, list[Found]] = field(default_factory=dict)  # by chunk, as each is done
+    segments: list[Segment] = field(default_factory=list)  # of the chunks done in order
+    handed: int = 0  # chunks whose segments are in `segments`
     failed: bool = False
 
 
@@ -111,6 +113,7 @@ class _Chunk:
     """One chunk of one file, decoded by its own seek loop."""
 
     file: _File
+    index: int  # of the file's chunks
     end: int  # mel frame
     seek: int  # mel frame
     last_speech: float = 0.0
@@ -136,6 +139,8 @@ def transcribe_files(
     options: TranscribeOptions,
     read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
     eager: bool = False,
+    pack: bool = True,
+    on_segments: Callable[[Any, list[Segment]], None] | None = None,
 ) -> Iterator[FileDone]:
     """Transcribe `(key, audio)` items, `options.batch_size` windows a decoding batch, packing
     short files; yields each file's `FileDone` as soon as it is done (not in input order).
@@ -144,11 +149,18 @@ def transcribe_files(
     (or any exception while that file is decoded) is a `FileDone` with the error, and the
     others go on. With `eager`, a batch that is not full is decoded whenever no read input
     waits (for items that arrive over time, as a server's requests do, and may block);
-    otherwise reading goes on until a batch is full or the items end.
+    otherwise reading goes on until a batch is full or the items end. Without `pack`, every
+    file is decoded on its own, as `transcribe` in batched mode decodes it, whatever else is
+    in work. `on_segments(key, segments)` is called with each file's next segments, in order,
+    as soon as the chunks before them are done (the transcript's segments, as they come).
     """
     verify(options)
-    engine = _Engine(model, options)
-    reader = _ReadAhead(items, lambda audio: _read(model, audio, read, engine.packs), READ_AHEAD)
+    engine = _Engine(model, options, pack, on_segments)
+
+    def read_file(audio: AudioInput) -> _File:
+        return _read(model, audio, read, engine.packs, options.chunk_length)
+
+    reader = _ReadAhead(items, read_file, READ_AHEAD)
     try:
         while True:
             item = reader.take(block=not (eager and engine.busy()))
@@ -177,12 +189,13 @@ def _read(
     audio: AudioInput,
     read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
     packs: bool,
+    chunk_length: float,
 ) -> _File:
     samples, warnings = read(audio)
     detector = detect_speech(samples)
     mel = LogMelFrames.from_blocks([samples], model.model.dims.n_mels)
     duration = mel.content_frames / FRAMES_PER_SECOND
-    chunks = speech_chunks(detector, duration)
+    chunks = speech_chunks(detector, duration, chunk_length)
     packable = packs and len(chunks) == 1 and chunks[0][1] - chunks[0][0] <= _pack_frames()
     kept = samples if packable else None
     return _File(None, mel, duration, chunks, kept, warnings, detector)
@@ -247,9 +260,16 @@ class _ReadAhead:
 class _Engine:
     """The units (chunks, packed windows) waiting to be decoded, and the files in work."""
 
-    def __init__(self, model: WhisperParts, options: TranscribeOptions):
+    def __init__(
+        self,
+        model: WhisperParts,
+        options: TranscribeOptions,
+        pack: bool = True,
+        on_segments: Callable[[Any, list[Segment]], None] | None = None,
+    ):
         self.model = model
         self.options = options
+        self.on_segments = on_segments
         tokenizer = model.tokenizer
         requested = options.decoding.language
         self.language = None if requested is None else language_code(requested)
@@ -260,7 +280,7 @@ class _Engine:
             task = "transcribe"  # an English-only model can only transcribe
         prompt = tuple(initial_prompt_tokens(model, options)) or None
         self.decoding = replace(options.decoding, task=task, prompt=prompt)
-        self.packs = self.language is not None
+        self.packs = pack and self.language is not None
         self.waiting: deque[_Unit] = deque()
         self.to_pack: list[_File] = []
 
@@ -290,12 +310,12 @@ class _Engine:
                 self._pack(self.to_pack[:-1])
                 self.to_pack = self.to_pack[-1:]
         else:
-            for start, end in file.chunks:
-                self._queue_chunk(file, start, end)
+            for index, (start, end) in enumerate(file.chunks):
+                self._queue_chunk(file, index, start, end)
 
-    def _queue_chunk(self, file: _File, start: int, end: int) -> None:
+    def _queue_chunk(self, file: _File, index: int, start: int, end: int) -> None:
         file.open_units += 1
-        self.waiting.append(_Chunk(file, end, start))
+        self.waiting.append(_Chunk(file, index, end, start))
 
     @staticmethod
     def _packed_seconds(files: list[_File]) -> float:
@@ -307,7 +327,7 @@ class _Engine:
         if len(files) == 1:
             start, end = files[0].chunks[0]
             files[0].samples = None
-            self._queue_chunk(files[0], start, end)
+            self._queue_chunk(files[0], 0, start, end)
             return
         gap = np.zeros(round(GAP * SAMPLE_RATE), dtype=np.float32)
         parts, pieces, at = [], [], 0.0
@@ -406,8 +426,9 @@ class _Engine:
             return
         # the model may place a timestamp in the padding after the chunk: no further
         end = min(chunk.end / FRAMES_PER_SECOND, chunk.file.duration)
-        chunk.file.found.extend((clamped(s, end), result) for s, result in chunk.found)
+        chunk.file.found[chunk.index] = [(clamped(s, end), result) for s, result in chunk.found]
         chunk.file.open_units -= 1
+        self._hand_over(chunk.file)
 
     def _packed_result(
         self,
@@ -438,31 +459,41 @@ class _Engine:
             mine = assigned[index] if assigned is not None else []
             if not mine:  # nothing it can be sure of: the piece alone, as a chunk
                 chunk_start, chunk_end = file.chunks[0]
-                self._queue_chunk(file, chunk_start, chunk_end)
+                self._queue_chunk(file, 0, chunk_start, chunk_end)
                 continue
             chunk_start, chunk_end = file.chunks[0]
             shift = chunk_start / FRAMES_PER_SECOND - start
             end = min(chunk_end / FRAMES_PER_SECOND, file.duration)
-            file.found.extend(
+            file.found[0] = [
                 (clamped(moved(segment, shift, chunk_start), end), result) for segment in mine
-            )
+            ]
+            self._hand_over(file)
+
+    def _hand_over(self, file: _File) -> None:
+        """The segments of the file's chunks that are done, up to the first that is not, in
+        order (as batched mode gives them), added to its segments and to `on_segments`."""
+        tokenizer = self.model.tokenizer
+        new: list[Segment] = []
+        for index in sorted(file.found):
+            if index != file.handed:
+                break
+            for pending, result in file.found.pop(index):
+                text = shown_text(pending, tokenizer)
+                if text is None:
+                    continue
+                segment = to_segment(
+                    pending, len(file.segments), text, result, file.duration,
+                    self.options.word_timestamps,
+                )  # fmt: skip
+                file.segments.append(segment)
+                new.append(segment)
+            file.handed += 1
+        if new and self.on_segments is not None:
+            self.on_segments(file.key, new)
 
     def _finish(self, file: _File) -> FileDone:
-        tokenizer = self.model.tokenizer
-        segments = []
-        ordered = sorted(file.found, key=lambda found: found[0].start)
-        for pending, result in ordered:
-            text = shown_text(pending, tokenizer)
-            if text is None:
-                continue
-            segments.append(
-                to_segment(
-                    pending, len(segments), text, result, file.duration,
-                    self.options.word_timestamps,
-                )
-            )  # fmt: skip
         info = TranscriptionInfo(file.language, file.probability, file.mel.n_samples / SAMPLE_RATE)
-        transcript = collect(self.model, info, segments)
+        transcript = collect(self.model, info, file.segments)
         return FileDone(file.key, transcript=transcript, warnings=file.warnings)
 
 
