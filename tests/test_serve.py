@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -47,7 +49,7 @@ def server(tiny_model, spool):
     so all of it is called speech, for the random-weight model to decode."""
     from whisper_cli.whisper import batched, engine
 
-    def everything(detector, duration):
+    def everything(detector, duration, max_seconds=30.0):
         return [(0, round(duration * FRAMES_PER_SECOND))]
 
     with pytest.MonkeyPatch.context() as patch:
@@ -254,3 +256,89 @@ def test_the_engine_decodes_eagerly_while_the_items_block(tiny_model):
     assert done and done[0].key == "a" and done[0].error is None
     thread.join(5)
     assert list(stream) == []
+
+
+# -- many clients at once
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _tones(folder: Path, count: int) -> list[Path]:
+    """`count` different recordings, 1 to 3 s of a tone and noise."""
+    paths = []
+    for index in range(count):
+        rng = np.random.default_rng(index)
+        t = np.arange(16000 + 4000 * index) / 16000
+        samples = 0.3 * np.sin(2 * np.pi * (200 + 40 * index) * t)
+        samples += 0.05 * rng.standard_normal(len(t))
+        paths.append(folder / f"tone{index}.wav")
+        soundfile.write(paths[-1], samples.astype(np.float32), 16000)
+    return paths
+
+
+def _ask(client, path: Path, kind: str) -> str:
+    language = {"detect": openai.NOT_GIVEN}.get(kind, "en")
+    with path.open("rb") as audio:
+        if kind != "stream":
+            return client.audio.transcriptions.create(model="x", file=audio, language=language).text
+        events = list(
+            client.audio.transcriptions.create(
+                model="x", file=audio, language=language, stream=True
+            )
+        )
+    deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
+    assert events[-1].type == "transcript.text.done" and deltas == events[-1].text
+    return events[-1].text
+
+
+def test_many_clients_at_once_get_what_each_gets_alone(server, client, tmp_path, monkeypatch):
+    """16 clients, two requests each: streamed or not, language given or detected, each gets
+    the text its request gets alone (streamed: the text it gets unstreamed), and the server
+    still serves; the decoding batches held windows of several requests."""
+    from whisper_cli.whisper import engine
+
+    rows = []
+    run = engine.DecodingTask.run
+
+    def counted(self, features, *args, **kwargs):
+        rows.append(len(features))
+        return run(self, features, *args, **kwargs)
+
+    paths = _tones(tmp_path, 3)
+    alone = {(p, k): _ask(client, p, k) for p in paths for k in ("en", "detect")}
+    monkeypatch.setattr(engine.DecodingTask, "run", counted)
+    kinds = ("en", "stream", "detect")
+    asked = [(paths[i % 3], kinds[i // 3 % 3]) for i in range(32)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        texts = list(pool.map(lambda request: _ask(client, *request), asked))
+    for (path, kind), text in zip(asked, texts, strict=True):
+        assert text == alone[path, "detect" if kind == "detect" else "en"], (path.name, kind)
+    assert max(rows) > 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_memory_stays_flat_over_many_requests(server, tiny_model, tmp_path):
+    """20-s uploads (what a request holds: its samples, features, encoder output: megabytes):
+    the server's memory after 48 more requests is what it was after the first 12."""
+    rng = np.random.default_rng(1)
+    t = np.arange(20 * 16000) / 16000
+    samples = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))
+    path = tmp_path / "long.wav"
+    soundfile.write(path, samples.astype(np.float32), 16000, subtype="PCM_16")
+    with running_server(tiny_model) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+
+        def one(_: int) -> str:
+            with path.open("rb") as audio:
+                return client.audio.transcriptions.create(model="x", file=audio).text
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            first = set(pool.map(one, range(12)))  # warm: the allocator's arenas, caches
+            before = _resident_bytes()
+            later = set(pool.map(one, range(48)))
+        grown = _resident_bytes() - before
+    assert first == later and len(first) == 1
+    assert grown < 48 << 20, f"resident memory grew {grown >> 20} MiB over 48 requests"

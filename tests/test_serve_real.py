@@ -93,3 +93,43 @@ def test_curl_on_the_deepinfra_route(server, audio_dir):
     assert "wizard" in body["text"].lower()
     assert body["words"] and body["segments"]
     assert body["input_length_ms"] == pytest.approx(4905, abs=1)
+
+
+def test_streamed_and_concurrent_requests_get_the_text_of_one_request_alone(
+    server, audio_dir, real_model
+):
+    """A streamed request (the openai SDK, unmodified) among others with the same options:
+    its deltas join to the done text, which is the text the request gets unstreamed and alone;
+    the others get their text alone too (no request's text depends on what else is in work)."""
+    import concurrent.futures
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0, timeout=300)
+    streamed = audio_dir / "en_ls_1995-1837-0001.wav"
+    others = [audio_dir / n for n in ("en_lj_LJ002-0020.wav", "en_ls_251-137823-0002.wav", FILE)]
+
+    def stream() -> tuple[list[str], str]:
+        with streamed.open("rb") as audio:
+            events = list(
+                client.audio.transcriptions.create(
+                    model="whisper-1", file=audio, language="en", stream=True
+                )
+            )
+        assert events[-1].type == "transcript.text.done"
+        return [e.delta for e in events if e.type == "transcript.text.delta"], events[-1].text
+
+    def text(path) -> str:
+        with path.open("rb") as audio:
+            return client.audio.transcriptions.create(
+                model="whisper-1", file=audio, language="en"
+            ).text
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        streaming = pool.submit(stream)
+        texts = list(pool.map(text, others))
+        deltas, done = streaming.result()
+    for path, got in zip([streamed, *others], [done, *texts], strict=True):
+        alone = real_model.transcribe(
+            str(path), batch_size=8, beam_size=5, temperature=0.0, language="en"
+        )
+        assert got == alone.text, path.name
+    assert len(deltas) >= 2 and "".join(deltas) == done
