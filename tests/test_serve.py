@@ -4,14 +4,18 @@ format, streaming, errors (status, one line, no temporary file left), and batchi
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import http.server
 import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +24,7 @@ import openai
 import pytest
 import soundfile
 
-from tests.serve_helpers import running_server
+from tests.serve_helpers import free_port, running_server
 from whisper_cli.constants import FRAMES_PER_SECOND
 
 KEY = "test-key"
@@ -256,6 +260,147 @@ def test_the_engine_decodes_eagerly_while_the_items_block(tiny_model):
     assert done and done[0].key == "a" and done[0].error is None
     thread.join(5)
     assert list(stream) == []
+
+
+# -- webhooks
+
+
+@contextlib.contextmanager
+def _receiver():
+    """An HTTP server on 127.0.0.1 that keeps each POST (path, content type, body) and
+    answers 204."""
+    posts: list[tuple[str, str, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{receiver.server_address[1]}/hook", posts
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+class _Hanging:
+    """A receiver that accepts connections and never answers: each is held until the sender
+    gives up (closes it) or `release` closes it."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.accepted = 0
+        self.closed_by_sender = 0
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.accepted += 1
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection):
+        with connection:
+            connection.settimeout(0.1)
+            while not self.released.is_set():
+                try:
+                    if connection.recv(65536) == b"":  # the sender closed it
+                        self.closed_by_sender += 1
+                        return
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.released.set()
+        self.listener.close()
+
+
+def _wait_until(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _infer(url: str, wav: Path, timeout: float = 120, **fields) -> httpx.Response:
+    with wav.open("rb") as audio:
+        return httpx.post(
+            f"{url}/v1/inference/openai/whisper-large-v3",
+            files={"audio": audio},
+            data=fields,
+            timeout=timeout,
+        )
+
+
+def test_a_webhook_gets_the_response_once(server, tiny_model, wav, spool):
+    with running_server(tiny_model, allow_webhooks=True) as url, _receiver() as (hook, posts):
+        answer = _infer(url, wav, webhook=hook)
+        assert answer.status_code == 200, answer.text
+        assert _wait_until(lambda: posts)
+        path, content_type, body = posts[0]
+        assert path == "/hook" and content_type == "application/json"
+        assert json.loads(body) == answer.json()  # the same JSON, request_id included
+        # a receiver that is not there: the request is answered all the same
+        nobody = f"http://127.0.0.1:{free_port()}/hook"
+        assert _infer(url, wav, webhook=nobody).status_code == 200
+        assert _infer(url, wav, webhook="ftp://127.0.0.1/hook").status_code == 400
+        time.sleep(0.5)
+        assert len(posts) == 1  # one post per webhook: none again
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert list(spool.iterdir()) == []
+
+
+def test_hanging_webhooks_hold_up_no_request_and_are_tried_once(server, tiny_model, wav):
+    """Webhook receivers that never answer: the requests that named them, and the requests
+    after them, are answered while they hang (on the threads the uploads are read on they
+    would hold every request up); each webhook is one connection, never tried again."""
+    hanging = _Hanging()
+    try:
+        with running_server(tiny_model, allow_webhooks=True, webhook_timeout=300) as url:
+            count = 10
+            for _ in range(count):
+                assert _infer(url, wav, timeout=60, webhook=hanging.url).status_code == 200
+            assert _infer(url, wav, timeout=60).status_code == 200
+            assert 1 <= hanging.accepted <= 4  # the webhook threads, each holding one
+            hanging.release()  # the senders fail, and those waiting are sent
+            assert _wait_until(lambda: hanging.accepted == count)
+            time.sleep(1.0)
+            assert hanging.accepted == count
+    finally:
+        hanging.close()
+
+
+def test_a_webhook_gives_up_after_its_timeout(server, tiny_model, wav):
+    hanging = _Hanging()
+    try:
+        with running_server(tiny_model, allow_webhooks=True, webhook_timeout=0.5) as url:
+            assert _infer(url, wav, webhook=hanging.url).status_code == 200
+            assert _wait_until(lambda: hanging.closed_by_sender == 1)
+            time.sleep(1.0)
+            assert hanging.accepted == 1
+    finally:
+        hanging.close()
 
 
 # -- many clients at once

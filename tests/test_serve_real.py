@@ -95,6 +95,35 @@ def test_curl_on_the_deepinfra_route(server, audio_dir):
     assert body["input_length_ms"] == pytest.approx(4905, abs=1)
 
 
+def _infer(server: str, audio, **fields) -> dict:
+    import httpx
+
+    with audio.open("rb") as upload:
+        answer = httpx.post(
+            f"{server}/v1/inference/openai/whisper-base",
+            files={"audio": upload},
+            data=fields,
+            timeout=300,
+        )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_chunk_length_s_is_the_longest_piece(server, audio_dir):
+    """chunk_length_s cuts the audio into pieces of at most that long, as batched mode's
+    chunks: no segment is longer (this file's second segment is 6 s by default); 30, the
+    default, changes nothing."""
+    audio = audio_dir / "en_ls_1995-1837-0001.wav"
+    default = _infer(server, audio, language="en")
+    assert max(s["end"] - s["start"] for s in default["segments"]) > 5
+    same = _infer(server, audio, language="en", chunk_length_s="30")
+    assert (same["text"], same["segments"]) == (default["text"], default["segments"])
+    short = _infer(server, audio, language="en", chunk_length_s="3")
+    assert len(short["segments"]) > len(default["segments"])
+    assert all(s["end"] - s["start"] <= 3.0 + 0.02 for s in short["segments"])
+    assert "sorrow" in short["text"] and "dreams" in short["text"]
+
+
 def test_streamed_and_concurrent_requests_get_the_text_of_one_request_alone(
     server, audio_dir, real_model
 ):
