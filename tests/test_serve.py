@@ -9,6 +9,8 @@ import http.server
 import json
 import os
 import queue
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -487,3 +489,29 @@ def test_memory_stays_flat_over_many_requests(server, tiny_model, tmp_path):
         grown = _resident_bytes() - before
     assert first == later and len(first) == 1
     assert grown < 48 << 20, f"resident memory grew {grown >> 20} MiB over 48 requests"
+
+
+def test_the_readme_examples_run(server, client, wav):
+    """The Serve section's curl commands and Python example, pointed at this server."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Serve\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    (shell,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    (python,) = re.findall(r"```python\n(.*?)```", section, re.S)
+
+    def here(text: str) -> str:
+        text = text.replace("http://127.0.0.1:8000", server).replace("secret", KEY)
+        return text.replace("talk.mp3", str(wav))
+
+    code = here(python).replace('api_key="', 'max_retries=0, api_key="')
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (our own README)
+    commands = shell.replace("\\\n", " ").splitlines()
+    assert commands[0].startswith("whisper-cli serve")
+    curls = [shlex.split(here(line)) for line in commands if line.startswith("curl")]
+    assert len(curls) == 2
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    for curl in curls:
+        done = subprocess.run([*curl, "-sS", "-f"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()
