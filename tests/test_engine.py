@@ -3,10 +3,6 @@ window, each file's segments on its own clock, each failure its own."""
 
 from __future__ import annotations
 
-import threading
-import time
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -69,38 +65,6 @@ def test_segments_move_to_their_files_clock_and_stay_in_their_chunk():
     assert cut.end == 3.5 and cut.words[-1].end == 3.5 and cut.words[0].end == pytest.approx(3.0)
 
 
-def test_reading_ahead_stops_at_an_hour_of_audio_waiting():
-    """A folder of long recordings: features of at most an hour wait, not eight files'
-    worth, however many files that is; one always may (a longer one alone)."""
-    hours = [0.6, 0.6, 2.0, 0.1]
-    reads: list[float] = []
-    more = threading.Event()
-
-    def read(hour: float) -> SimpleNamespace:
-        reads.append(hour)
-        more.set()
-        return SimpleNamespace(duration=hour * 3600)
-
-    def settled(count: int) -> None:  # the reader has read `count` and reads no further
-        deadline = time.monotonic() + 10
-        while len(reads) < count and time.monotonic() < deadline:
-            more.wait(0.05)
-        more.clear()
-        assert not more.wait(0.3) and len(reads) == count
-
-    reader = engine._ReadAhead(enumerate(hours), read, depth=8, seconds=3600)
-    try:
-        settled(2)  # 0.6 h waits; the second 0.6 h is read but must wait its turn
-        assert reader.take()[0] == 0
-        settled(3)  # the second waits; the 2-h one is read, and waits until it may go alone
-        assert reader.take()[0] == 1
-        settled(4)  # alone now; then the 0.1 h after it waits
-        assert [reader.take()[0] for _ in range(2)] == [2, 3]
-        assert reader.take() is engine._ReadAhead._END
-    finally:
-        reader.close()
-
-
 # quick on the random-weight model: greedy, one temperature
 FAST = {"temperature": 0.0, "beam_size": 1, "best_of": 1}
 
@@ -115,7 +79,7 @@ def chunks_everywhere(monkeypatch):
     """Speech from 0.5 s to the end of every file, whatever voice activity detection says
     about random noise (bookkeeping tests with random weights)."""
 
-    def whole(detector, duration):
+    def whole(detector, duration, max_seconds=30.0):
         return [(50, round(duration * FRAMES_PER_SECOND))] if duration > 0.6 else []
 
     monkeypatch.setattr(engine, "speech_chunks", whole)
