@@ -12,7 +12,9 @@ loading the model in two workers costs seconds:
   and the temporary folder stay empty, and standard output too;
 - --ray-collect (transcripts written by the driver) with a corrupt file, the driver killed
   (SIGKILL) after its first output: no partial file; the same command with --skip-existing
-  finishes the rest, with exit status 1 and one error line, for the corrupt file only.
+  finishes the rest, with exit status 1 and one error line, for the corrupt file only;
+- SIGTERM stops a run as it stops a local one: exit status 143, the summary, no lock left,
+  and Ray stopped.
 """
 
 from __future__ import annotations
@@ -290,3 +292,18 @@ def test_collected_outputs_survive_a_killed_driver_and_a_rerun_finishes_with_one
     _same_files(out, local_run)  # the stale locks of the killed driver taken over, and gone
     assert stdout == "" and left_behind == []
     _on_loopback_only(again)
+
+
+def test_sigterm_stops_a_ray_run_with_its_summary_and_nothing_left(
+    ray_installed, tmp_path, corpus, options
+):
+    out = tmp_path / "out"
+    with Run(tmp_path, [*options, "-o", out, corpus], "terminated") as run:
+        assert _wait_for(lambda: any(out.glob("*.json")), run)
+        run.process.send_signal(signal.SIGTERM)  # Ray's own waits run the handler
+        status, stdout, stderr = run.wait()
+        left, tmp = run.left_behind(), list(run.tmp.iterdir())
+    assert status == 143, stderr
+    assert re.fullmatch(r"terminated; [1-4] transcribed, 0 failed", stderr.splitlines()[-1])
+    assert left == [] and tmp == []
+    assert not [path.name for path in out.iterdir() if path.suffix in (".lock", ".tmp")]

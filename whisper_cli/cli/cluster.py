@@ -99,6 +99,8 @@ def run_on_cluster(
             f"Ray on {where} ({info.cpus:g} CPUs, {info.gpus:g} GPUs): {workers} workers, "
             f"{threads} threads{' and a GPU' if gpus else ''} each"
         )
+        if ui.debug and info.session:
+            ui.notice(f"Ray's logs are kept in {info.session}")
         run = _Run(jobs, plan, ui, batch, cluster.collect, json_lines)
         try:
             with many_progress(ui, len(jobs)) as progress:

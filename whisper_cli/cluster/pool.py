@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from whisper_cli.cluster.session import ClusterError, import_ray
+from whisper_cli.cluster.session import ClusterError, import_ray, signals_as_raised
 from whisper_cli.cluster.worker import (
     FileResult,
     FileTask,
@@ -101,10 +101,13 @@ class Cluster:
         """Hand out the groups as workers come free (each group is taken from `groups` only
         then); yield what happens. Raises the model's error when no worker could load it, and
         ClusterError when every worker is gone with files left."""
+        with signals_as_raised():
+            yield from self._dispatch(iter(groups))
+
+    def _dispatch(self, source: Iterator[Sequence[FileTask]]) -> Iterator[Event]:
         from ray.exceptions import RayActorError
 
         state = _State()
-        source = iter(groups)
         tags = count()
         ended = False
         while True:

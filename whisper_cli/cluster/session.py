@@ -53,6 +53,7 @@ class ClusterInfo:
     nodes: int
     cpus: float
     gpus: float
+    session: str | None = None  # a local instance's folder (its logs), while it runs
 
 
 def check_address(address: str) -> str:
@@ -96,20 +97,8 @@ def connect(
         ray = import_ray()
         stack.enter_context(_errors_to_log())
         try:
-            if local:
-                ray.init(
-                    address=LOCAL,
-                    num_cpus=num_cpus or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    _node_ip_address=LOOPBACK,
-                    _temp_dir=temporary,
-                    object_store_memory=OBJECT_STORE_BYTES,
-                    log_to_driver=False,
-                    configure_logging=False,
-                    namespace="whisper-cli",
-                )
-            else:
-                ray.init(address=address, log_to_driver=False, namespace="whisper-cli")
+            with signals_as_raised():
+                _init(ray, address, temporary, num_cpus)
         except Exception as error:
             where = "start Ray on this machine" if local else f"connect to Ray at {address}"
             raise ClusterError(f"cannot {where}: {first_line(error)}") from error
@@ -117,7 +106,7 @@ def connect(
             for signum, handler in handlers.items():
                 if handler is not None:
                     signal.signal(signum, handler)
-        info = _info(ray, address)
+        info = _info(ray, address, temporary)
         if local:
             _check_loopback(ray)
         yield info
@@ -128,6 +117,20 @@ def connect(
         _restore_environment(saved)
         if temporary is not None and not keep_session:
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def signals_as_raised() -> Iterator[None]:
+    """Ray's waits run Python's signal handlers, and what a handler raises there (Ctrl-C's
+    KeyboardInterrupt, a SIGTERM handler's exception) comes out of Ray's compiled code as a
+    SystemError caused by it: raise the handler's exception itself."""
+    try:
+        yield
+    except SystemError as error:
+        cause = error.__cause__ or error.__context__
+        if cause is not None and not isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 @contextlib.contextmanager
@@ -155,6 +158,23 @@ def _errors_to_log() -> Iterator[None]:
         yield
     finally:
         driver.print_to_stdstream = original
+
+
+def _init(ray: ModuleType, address: str, temporary: str | None, num_cpus: int | None) -> None:
+    if temporary is None:
+        ray.init(address=address, log_to_driver=False, namespace="whisper-cli")
+        return
+    ray.init(
+        address=LOCAL,
+        num_cpus=num_cpus or os.cpu_count() or 1,
+        include_dashboard=False,
+        _node_ip_address=LOOPBACK,
+        _temp_dir=temporary,
+        object_store_memory=OBJECT_STORE_BYTES,
+        log_to_driver=False,
+        configure_logging=False,
+        namespace="whisper-cli",
+    )
 
 
 def _session_folder() -> str:
@@ -200,10 +220,11 @@ def _signals() -> list[signal.Signals]:
     return [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
 
 
-def _info(ray: ModuleType, address: str) -> ClusterInfo:
+def _info(ray: ModuleType, address: str, session: str | None) -> ClusterInfo:
     resources = ray.cluster_resources()
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    return ClusterInfo(address, nodes, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    return ClusterInfo(address, nodes, cpus, gpus, session)
 
 
 def _check_loopback(ray: ModuleType) -> None:
