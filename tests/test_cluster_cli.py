@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.test_cli import errors, fast, imported, invoke, run, tone
+from whisper_cli.cli.cluster import _group_size
 from whisper_cli.cluster.session import ClusterError, check_address
 
 
@@ -62,3 +63,10 @@ def test_help_shows_the_cluster_panel_without_importing_ray():
 def test_a_bad_address_is_a_cluster_error():
     with pytest.raises(ClusterError, match="ray://HOST:PORT"):
         check_address("http://head:8265")
+
+
+def test_groups_are_single_files_or_up_to_4n_but_leave_no_worker_idle():
+    assert _group_size(1, 1000, 4) == 1  # one file at a time, as a local run does them
+    assert _group_size(8, 1000, 4) == 32  # for the engine to fill its batches
+    assert _group_size(8, 21, 2) == 11  # both workers get files
+    assert _group_size(8, 1, 3) == 1

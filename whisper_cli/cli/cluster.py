@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from whisper_cli.inputs import Job
     from whisper_cli.options import TranscribeOptions
 
-GROUP_BATCHES = 4  # with --batch-size N > 1, a worker is handed 4N files at a time
+GROUP_BATCHES = 4  # with --batch-size N > 1, a worker is handed up to 4N files at a time
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,6 @@ def run_on_cluster(
     from whisper_cli.cluster.session import LOCAL, connect
     from whisper_cli.cluster.worker import WorkerSpec
 
-    group = 1 if options.batch_size == 1 else GROUP_BATCHES * options.batch_size
     threads = model.threads or 1
     with contextlib.ExitStack() as stack:
         with ui.fatal_errors():
@@ -89,6 +88,7 @@ def run_on_cluster(
                 connect(cluster.address, num_cpus=cpus, keep_session=ui.debug)
             )
             workers, gpus = _workers(cluster, info, model.device, threads)
+            group = _group_size(options.batch_size, len(jobs), workers)
             workers = min(workers, math.ceil(len(jobs) / group))
             model = replace(model, threads=threads)
             spec = WorkerSpec(model, options, plan.formats, plan.writer_options, os.getcwd())
@@ -124,6 +124,14 @@ def _workers(
     if on_gpus:
         return max(1, int(info.gpus)), 1.0
     return max(1, int(info.cpus // threads)), 0.0
+
+
+def _group_size(batch_size: int, files: int, workers: int) -> int:
+    """Files handed to a worker at a time: one, or with --batch-size N up to 4N (for the engine
+    to decode together), but no more than an even share, so that every worker has some."""
+    if batch_size == 1:
+        return 1
+    return max(1, min(GROUP_BATCHES * batch_size, math.ceil(files / workers)))
 
 
 class _Run:
