@@ -162,7 +162,9 @@ def _errors_to_log() -> Iterator[None]:
 
 def _init(ray: ModuleType, address: str, temporary: str | None, num_cpus: int | None) -> None:
     if temporary is None:
-        ray.init(address=address, log_to_driver=False, namespace="whisper-cli")
+        ray.init(
+            address=address, log_to_driver=False, configure_logging=False, namespace="whisper-cli"
+        )
         return
     ray.init(
         address=LOCAL,
