@@ -14,7 +14,7 @@ loading the model in two workers costs seconds:
   (SIGKILL) after its first output: no partial file; the same command with --skip-existing
   finishes the rest, with exit status 1 and one error line, for the corrupt file only;
 - SIGTERM stops a run as it stops a local one: exit status 143, the summary, no lock left,
-  and Ray stopped.
+  and Ray stopped; a model that no worker can load is one error line, as without Ray.
 """
 
 from __future__ import annotations
@@ -307,3 +307,18 @@ def test_sigterm_stops_a_ray_run_with_its_summary_and_nothing_left(
     assert re.fullmatch(r"terminated; [1-4] transcribed, 0 failed", stderr.splitlines()[-1])
     assert left == [] and tmp == []
     assert not [path.name for path in out.iterdir() if path.suffix in (".lock", ".tmp")]
+
+
+def test_a_model_no_worker_can_load_is_one_error_line_as_in_a_local_run(
+    ray_installed, tmp_path, corpus, real_model_path
+):
+    broken = tmp_path / "model"
+    broken.mkdir()
+    shutil.copy(real_model_path / "config.json", broken / "config.json")  # no weights
+    args = ["-m", broken, "--threads", "1", "-o", tmp_path / "out", corpus]
+    with Run(tmp_path, args, "refused") as run:
+        status, stdout, stderr = run.wait()
+        left = run.left_behind()
+    assert status == 1, stderr
+    assert stderr.splitlines() == [f"error: {broken}: no tokenizer.json beside the weights"]
+    assert left == [] and list((tmp_path / "out").glob("*")) == []

@@ -102,8 +102,8 @@ def run_on_cluster(
         if ui.debug and info.session:
             ui.notice(f"Ray's logs are kept in {info.session}")
         run = _Run(jobs, plan, ui, batch, cluster.collect, json_lines)
-        try:
-            with many_progress(ui, len(jobs)) as progress:
+        try:  # no worker could load the model, or every worker died: one line, exit 1
+            with ui.fatal_errors(), many_progress(ui, len(jobs)) as progress:
                 for event in pool.run(run.groups(group)):
                     seconds = run.handle(event, options)
                     if seconds is not None:

@@ -172,16 +172,17 @@ class Cluster:
                 answer = self.ray.get(ref)
             except RayActorError:  # restarted too often, or its node is gone: out for good
                 continue
-            if isinstance(answer, Refused):
+            if isinstance(answer, Refused):  # told once another worker works, else raised
                 state.refusals.append(answer.error)
                 self.ray.kill(handle, no_restart=True)
-                if self.pool.has_next() or self.joining or state.facts_told:
+                if state.facts_told:
                     yield WorkerRefused(answer.error)
                 continue
             self.facts[_actor_key(handle)] = answer
             if not state.facts_told:
                 state.facts_told = True
                 yield answer
+                yield from (WorkerRefused(error) for error in state.refusals)
             self.pool.push(handle)
 
     def _lost(self, error: Exception, state: _State) -> Iterator[Event]:
