@@ -51,9 +51,12 @@ def quantize_rows(weight: Tensor, block_rows: int = 1024) -> torch.ScriptObject:
             # the largest magnitude of each row, as `rows.abs().amax(dim=1)` without its copy
             largest = torch.maximum(rows.amax(dim=1), rows.amin(dim=1).neg_())
             scale = (largest / WEIGHT_LEVELS).clamp(min=1e-8).double()
-            zero = torch.zeros(len(rows), dtype=torch.long)
-            block = torch.quantize_per_channel(rows, scale, zero, 0, torch.qint8)
-            values[start : start + len(rows)] = block.int_repr()
+            # torch.quantize_per_channel's arithmetic (fbgemm's): each value times the float32
+            # reciprocal of its row's scale, rounded half to even, clamped; vectorised, where
+            # that function converts value by value (twice the time of the rest of loading)
+            scaled = rows * (1.0 / scale.float())[:, None]
+            quantised = scaled.round_().clamp_(-128, 127)
+            values[start : start + len(rows)] = quantised
             scales.append(scale)
         scale = torch.cat(scales) if scales else torch.ones(0, dtype=torch.double)
         zero = torch.zeros(out_features, dtype=torch.long)
