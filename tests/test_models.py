@@ -216,6 +216,20 @@ def test_loading_in_int8_holds_one_block_at_a_time_at_the_checkpoints_precision(
     assert int(done.stdout) < 1.9 * checkpoint_mib
 
 
+def test_a_broken_tokenizer_is_named_and_broken_weights_first(tiny_checkpoint, tmp_path):
+    """The tokenizer is read on a thread of its own while the weights load: its error still
+    names it, and weights that do not fit are still what is reported first."""
+    folder = _copy(tiny_checkpoint, tmp_path)
+    (folder / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"tokenizer\.json: not a usable tokenizer\.json"):
+        load_model(folder, device="cpu")
+    state = load_file(folder / "model.safetensors")
+    del state["model.encoder.conv1.bias"]
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelError, match=r"missing encoder\.conv1\.bias"):
+        load_model(folder, device="cpu")
+
+
 def _file_mappings(path: Path) -> list[tuple[int, int]]:
     """The address ranges of this process's mappings of `path` (Linux)."""
     ranges = []

@@ -7,6 +7,7 @@ before the model is returned.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +138,6 @@ def _build(
     if compute_type != "int8":
         assign_checked(model, state, dtype, source, keep_half)
     else:  # quantised block by block as the weights come in
-        from concurrent.futures import ThreadPoolExecutor
 
         def projection_done() -> None:  # the float16 embedding goes at once
             if lookup_from is not None:
@@ -223,10 +223,17 @@ def load_whisper(
         weights = read_weights(folder) if stored is None else stored
         state = {hf_to_openai_key(k): v for k, v in weights.items()}
         del weights
-        model = _build(dims, state, dtype, device, folder, compute_type, folder)
-        tokenizer = Tokenizer.from_file(
-            folder / "tokenizer.json", dims.is_multilingual, dims.num_languages
-        )
+        # the tokenizer (0.1 s for its 50k merges) is read on a thread of its own meanwhile;
+        # the weights' errors come first, as they did
+        with ThreadPoolExecutor(1) as side:
+            reading = side.submit(
+                Tokenizer.from_file,
+                folder / "tokenizer.json",
+                dims.is_multilingual,
+                dims.num_languages,
+            )
+            model = _build(dims, state, dtype, device, folder, compute_type, folder)
+            tokenizer = reading.result()
         heads = _alignment_heads(folder)
     if heads is not None:
         bad = [
