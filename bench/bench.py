@@ -272,15 +272,20 @@ def thread_env(threads: int) -> dict[str, str]:
     return os.environ | {name: str(threads) for name in limits}
 
 
-def help_times(threads: int) -> list[float]:
-    """Wall seconds of `whisper-cli --help`, each a fresh process."""
+def whisper_cli_command() -> list[str]:
+    """The `whisper-cli` command of this interpreter's environment (else the one on PATH, else
+    `python -m whisper_cli`)."""
     executable = Path(sys.executable).parent / "whisper-cli"
     if executable.is_file():
-        command = [str(executable), "--help"]
-    elif shutil.which("whisper-cli"):
-        command = ["whisper-cli", "--help"]
-    else:
-        command = [sys.executable, "-m", "whisper_cli", "--help"]
+        return [str(executable)]
+    if shutil.which("whisper-cli"):
+        return ["whisper-cli"]
+    return [sys.executable, "-m", "whisper_cli"]
+
+
+def help_times(threads: int) -> list[float]:
+    """Wall seconds of `whisper-cli --help`, each a fresh process."""
+    command = [*whisper_cli_command(), "--help"]
     times = []
     for _ in range(HELP_RUNS):
         start = time.perf_counter()

@@ -650,3 +650,19 @@ def test_decoded_audio_duration() -> None:
     decoded = DecodedAudio(np.zeros(24000, np.float32), 16000, 48000, 2, "soundfile")
     assert decoded.duration == 1.5
     assert decoded.warnings == ()
+
+
+def test_pyav_is_imported_only_for_files_that_need_it(tmp_path):
+    """A WAV or FLAC goes to soundfile without importing PyAV (50 ms and 16 MiB of every
+    one-file process); an MP3 still goes to PyAV."""
+    import subprocess
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, sine(440, 16000, 0.5), 16000)
+    script = (
+        "import sys; from whisper_cli.audio import load_audio; "
+        f"load_audio({str(wav)!r}); print('av' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -12,7 +12,7 @@ import torch
 from whisper_cli.audio import load_audio
 from whisper_cli.constants import N_FRAMES, N_SAMPLES_PER_TOKEN
 from whisper_cli.loading import load_model
-from whisper_cli.nn.quantize import Int8Linear
+from whisper_cli.nn.quantize import Int8Linear, quantize_rows
 from whisper_cli.whisper.features import log_mel_spectrogram, pad_or_trim
 
 
@@ -73,7 +73,8 @@ def test_a_weight_quantised_a_block_of_rows_at_a_time_is_quantised_as_a_whole(mo
     monkeypatch.setattr(Int8Linear, "BLOCK_ROWS", 16)
     weight = (torch.randn(50, 24, generator=torch.Generator().manual_seed(3)) * 0.1).half()
     layer = Int8Linear(weight)
-    packed, _ = torch.ops.quantized.linear_unpack(layer._packed)
+    (block,) = layer._packed
+    packed, _ = torch.ops.quantized.linear_unpack(block)
     whole = weight.float()
     scale = (whole.abs().amax(dim=1) / 63).clamp(min=1e-8).double()
     with warnings.catch_warnings():
@@ -82,6 +83,60 @@ def test_a_weight_quantised_a_block_of_rows_at_a_time_is_quantised_as_a_whole(mo
         expected = torch.quantize_per_channel(whole, scale, zero, 0, torch.qint8)
     assert torch.equal(packed.int_repr(), expected.int_repr())
     assert torch.equal(packed.q_per_channel_scales(), expected.q_per_channel_scales())
+
+
+def test_rows_are_quantised_as_torch_quantize_per_channel_does():
+    """The vectorised arithmetic gives PyTorch's int8 values to the bit, halfway cases too
+    (values at odd multiples of half a step, which a division instead of a product by the
+    reciprocal rounds the other way hundreds of times here)."""
+    generator = torch.Generator().manual_seed(6)
+    halves = torch.randint(-126, 127, (500, 64), generator=generator).float() / 2
+    halves[:, 0] = 63.0  # the row's largest magnitude: a scale of exactly the factor below
+    weights = [halves, halves * 0.37, halves.half()]
+    weights += [torch.randn(300, 64, generator=generator) * size for size in (1e-6, 1, 1e3)]
+    weights.append(torch.zeros(3, 64))
+    for weight in weights:
+        rows = weight.float()
+        scale = (rows.abs().amax(dim=1) / 63).clamp(min=1e-8).double()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            zero = torch.zeros(len(rows), dtype=torch.long)
+            expected = torch.quantize_per_channel(rows, scale, zero, 0, torch.qint8)
+        packed, _ = torch.ops.quantized.linear_unpack(quantize_rows(weight, block_rows=128))
+        assert torch.equal(packed.int_repr(), expected.int_repr())
+        assert torch.equal(packed.q_per_channel_scales(), scale)
+
+
+def test_a_weight_packed_in_blocks_of_rows_computes_what_it_does_whole(monkeypatch):
+    """Packed `PACK_ROWS` at a time (faster to pack, and on several threads): each block's
+    outputs are those of the whole weight's rows, to the bit."""
+    generator = torch.Generator().manual_seed(4)
+    weight = (torch.randn(50, 24, generator=generator) * 0.1).half()
+    bias = torch.randn(50, generator=generator)
+    whole = Int8Linear(weight, bias)
+    monkeypatch.setattr(Int8Linear, "PACK_ROWS", 16)
+    blocks = Int8Linear(weight, bias)
+    assert len(blocks._packed) == 4
+    for rows in (1, 5, 40):
+        x = torch.randn(rows, 24, generator=generator)
+        with torch.inference_mode():
+            assert torch.equal(blocks(x), whole(x))
+
+
+def test_many_rows_are_scaled_as_a_few_are(monkeypatch):
+    """An encoder window's rows take their magnitudes from their largest and smallest values
+    (no copy of the input's magnitudes): the same scales, the same outputs, to the bit."""
+    generator = torch.Generator().manual_seed(5)
+    layer = Int8Linear(torch.randn(16, 24, generator=generator), torch.randn(16))
+    x = torch.randn(300, 24, generator=generator) * torch.logspace(-3, 3, 300)[:, None]
+    x[7] = 0.0  # a silent row
+    x[8] = -x[8].abs()  # one whose largest magnitude is negative
+    monkeypatch.setattr(Int8Linear, "FEW_VALUES", 100)
+    with torch.inference_mode():
+        many = layer(x)
+        monkeypatch.setattr(Int8Linear, "FEW_VALUES", 10**9)
+        few = layer(x)
+    assert torch.equal(many, few)
 
 
 @pytest.mark.real_model

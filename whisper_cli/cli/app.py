@@ -4,6 +4,7 @@ order that `--help`, the man page and the completions list them; `main` is the p
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from typing import Annotated, Any
@@ -108,3 +109,10 @@ def main() -> None:
         app(prog_name=PROG)
     except Terminated:
         sys.exit(EXIT_TERMINATED)
+    finally:
+        # The program is done: its outputs are written and closed. At exit the interpreter
+        # collects cycles over every object left, and with PyTorch loaded they are millions:
+        # 0.3-0.8 s of a short file's whole run. Frozen, they are freed as the modules go, as
+        # ever, without that pass (outputs never depend on it: Python does not promise to
+        # finalise cycles at exit).
+        gc.freeze()

@@ -7,6 +7,7 @@ before the model is returned.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,12 @@ from whisper_cli.checkpoint import (
     mapped_tensor,
     read_json,
     read_weights,
+    stored_weights,
 )
 from whisper_cli.errors import ModelError, first_line
 from whisper_cli.hub import Checkpoint
 from whisper_cli.whisper.model import ENGLISH_VOCAB, ModelDimensions, Whisper
-from whisper_cli.whisper.packing import kept_at_half, prepare_for_cpu
+from whisper_cli.whisper.packing import StreamedQuantiser, kept_at_half, prepare_for_cpu
 from whisper_cli.whisper.tokenizer import N_TIMESTAMPS, Tokenizer, bundled_tokenizer
 from whisper_cli.whisper.transcribe import WhisperModel
 
@@ -120,7 +122,11 @@ def _build(
     device: torch.device,
     source: Path,
     compute_type: str,
+    lookup_from: Path | None = None,
 ) -> Whisper:
+    """The network with the checkpoint's weights, int8 layers quantised as they load; the
+    token embedding, once a projection is made from it, read from a mapping of the
+    safetensors in `lookup_from` (`_map_lookup_table`)."""
     import torch
 
     with torch.device("meta"):
@@ -129,7 +135,18 @@ def _build(
     keep_half: set[str] = set()
     if device.type == "cpu" and dtype == torch.float32:
         keep_half = kept_at_half(model, compute_type)
-    assign_checked(model, state, dtype, source, keep_half)
+    if compute_type != "int8":
+        assign_checked(model, state, dtype, source, keep_half)
+    else:  # quantised block by block as the weights come in
+
+        def projection_done() -> None:  # the float16 embedding goes at once
+            if lookup_from is not None:
+                _map_lookup_table(model, lookup_from)
+
+        with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+            quantiser = StreamedQuantiser(model, pool, projection_done)
+            assign_checked(model, state, dtype, source, keep_half, quantiser.units, quantiser)
+            quantiser.finish_all()
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -202,11 +219,21 @@ def load_whisper(
         dims = dims_from_config(config, folder / "config.json")
         if not (folder / "tokenizer.json").is_file():
             raise ModelError(f"{folder}: no tokenizer.json beside the weights")
-        state = {hf_to_openai_key(k): v for k, v in read_weights(folder).items()}
-        model = _build(dims, state, dtype, device, folder, compute_type)
-        tokenizer = Tokenizer.from_file(
-            folder / "tokenizer.json", dims.is_multilingual, dims.num_languages
-        )
+        stored = stored_weights(folder)  # read tensor by tensor as they are assigned
+        weights = read_weights(folder) if stored is None else stored
+        state = {hf_to_openai_key(k): v for k, v in weights.items()}
+        del weights
+        # the tokenizer (0.1 s for its 50k merges) is read on a thread of its own meanwhile;
+        # the weights' errors come first, as they did
+        with ThreadPoolExecutor(1) as side:
+            reading = side.submit(
+                Tokenizer.from_file,
+                folder / "tokenizer.json",
+                dims.is_multilingual,
+                dims.num_languages,
+            )
+            model = _build(dims, state, dtype, device, folder, compute_type, folder)
+            tokenizer = reading.result()
         heads = _alignment_heads(folder)
     if heads is not None:
         bad = [
@@ -217,9 +244,11 @@ def load_whisper(
         if bad:
             raise ModelError(f"{checkpoint.path}: alignment head {bad[0]} is out of range")
         model.alignment_heads = tuple(heads)
-    model.decoder.fuse_self_attention()
+    if model.decoder.blocks[0].attn.query_key_value is None:  # unless fused as it loaded
+        model.decoder.fuse_self_attention()
     if device.type == "cpu":
         prepare_for_cpu(model, compute_type)
-        if model.decoder.output is not None and config is not None:
+        # (int8 mapped it as it loaded)
+        if model.decoder.output is not None and config is not None and compute_type != "int8":
             _map_lookup_table(model, checkpoint.path)
     return WhisperModel(model, tokenizer, checkpoint.name, compute_type)

@@ -31,15 +31,16 @@ only when that holds its values exactly, so a float32 checkpoint loses nothing.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from functools import lru_cache, partial
 
 import torch
 from torch import Tensor, nn
 
 from whisper_cli.nn.layers import Conv1d, Linear
-from whisper_cli.nn.quantize import Int8Linear, quantize_linear_layers
+from whisper_cli.nn.quantize import Int8Linear, quantize_linear_layers, quantize_rows
 from whisper_cli.whisper.model import Whisper
 
 # rows of input the packed layout is tuned for: a batch of beams
@@ -191,6 +192,91 @@ def kept_at_half(model: Whisper, compute_type: str) -> set[str]:
     return encoder_layers  # no projection layer: the embedding is read every step
 
 
+# (put the layer in place, its blocks being packed, the weight's shape, the bias)
+_Job = tuple[Callable[[nn.Module], None], list[Future], tuple[int, int], Tensor | None]
+
+
+class StreamedQuantiser:
+    """Quantises a Whisper model in int8 while its checkpoint loads, as `assign_checked`'s
+    `finish` for the `units` it names: each encoder and decoder block's linear layers (a
+    decoder block's self-attention projections fused first, as `fuse_self_attention` does), and
+    the vocabulary projection made from the token embedding, as soon as their weights are in.
+
+    The weights are quantised and packed on `pool`'s threads (the kernels let go of the GIL)
+    while the loading thread reads the next ones; the layers are put in place on the loading
+    thread, in order. At most `AHEAD` units wait at the checkpoint's precision, so loading never
+    holds the whole model in float16 or float32 beside its int8 layers. The arithmetic is
+    `prepare_for_cpu`'s: each weight's rows are quantised on their own, wherever they are."""
+
+    AHEAD = 3
+
+    def __init__(
+        self, model: Whisper, pool: Executor, projection_done: Callable[[], None] | None = None
+    ):
+        """`projection_done` is called once the projection is in place (the float16 token
+        embedding it was made from may then be let go)."""
+        self.model = model
+        self.pool = pool
+        self.projection_done = projection_done
+        self.units = [f"encoder.blocks.{i}" for i in range(len(model.encoder.blocks))]
+        self.units += [f"decoder.blocks.{i}" for i in range(len(model.decoder.blocks))]
+        self.units.append("decoder.token_embedding")
+        self._pending: deque[tuple[list[_Job], Callable[[], None] | None]] = deque()
+
+    def __call__(self, name: str) -> None:
+        decoder = self.model.decoder
+        module = self.model.get_submodule(name)
+        if module is decoder.token_embedding:
+            install = partial(setattr, decoder, "output")
+            jobs = [self._submit(install, module.weight, None)]
+            self._pending.append((jobs, self.projection_done))
+        else:
+            attention = getattr(module, "attn", None)
+            if getattr(module, "cross_attn", None) is not None and attention is not None:
+                attention.fuse_query_key_value()  # a decoder block
+            layers = [
+                (parent, child_name, child)
+                for parent in module.modules()
+                for child_name, child in parent.named_children()
+                if isinstance(child, nn.Linear)
+            ]
+            jobs = [
+                self._submit(partial(setattr, parent, child_name), child.weight, child.bias)
+                for parent, child_name, child in layers
+            ]
+            self._pending.append((jobs, None))
+        self._install(wait=len(self._pending) > self.AHEAD)
+
+    def _submit(
+        self, install: Callable[[nn.Module], None], weight: Tensor, bias: Tensor | None
+    ) -> _Job:
+        pieces = weight.detach().split(Int8Linear.PACK_ROWS)
+        futures = [
+            self.pool.submit(quantize_rows, piece, Int8Linear.BLOCK_ROWS) for piece in pieces
+        ]
+        return install, futures, (weight.shape[0], weight.shape[1]), bias
+
+    def _install(self, wait: bool) -> None:
+        """Put in place the layers of the units done, oldest first; with `wait`, wait for the
+        oldest until no more than `AHEAD` are left."""
+        while self._pending:
+            jobs, then = self._pending[0]
+            done = all(future.done() for job in jobs for future in job[1])
+            if not (done or wait or len(self._pending) > self.AHEAD):
+                return
+            self._pending.popleft()
+            for install, futures, shape, bias in jobs:
+                install(Int8Linear.from_blocks([f.result() for f in futures], shape, bias))
+            if then is not None:
+                then()
+            wait = False
+
+    def finish_all(self) -> None:
+        """Wait for every unit, and put its layers in place."""
+        while self._pending:
+            self._install(wait=True)
+
+
 def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
     """Lay a loaded model's weights out for decoding on the CPU, in place: int8 linear layers
     for `int8`; for float32, the layers every decoding step reads (the decoder's, and the
@@ -200,7 +286,8 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
     if compute_type == "int8":
         # the projection streams the whole embedding matrix every step: in int8 a quarter of
         # the memory traffic (1.1 against 6.8 ms a step for 5 beams with base)
-        decoder.output = Int8Linear(decoder.token_embedding.weight)
+        if decoder.output is None:  # unless quantised as it loaded (`StreamedQuantiser`)
+            decoder.output = Int8Linear(decoder.token_embedding.weight)
         quantize_linear_layers(model)
         # the embedding now only looks tokens up
         decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
