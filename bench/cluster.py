@@ -13,6 +13,8 @@ line by line as it comes and each line stamped, which gives, besides the whole c
 time: when Ray was up (`Ray on this machine` line), when the first worker had loaded the model
 (`the first Ray worker is ready`), the first and the last file written. Modes:
 
+- `local-1`: the command without Ray, `--threads 1` (one process, one thread: the cost per
+  file that the Ray workers' should be compared with);
 - `local`: the command without Ray, `--threads 2` (one process, two threads);
 - `ray-1`: `--ray local --ray-workers 1 --threads 2` (one worker with two threads);
 - `ray-2`: `--ray local --ray-workers 2 --threads 1` (two workers with one thread each).
@@ -20,8 +22,11 @@ time: when Ray was up (`Ray on this machine` line), when the first worker had lo
 The table (Markdown, on standard output) gives per mode: the command's wall seconds, Ray's
 start, the first worker ready, the span from the first to the last file written, the time from
 the last file written to the command's end (Ray stopped), audio seconds per wall second, the
-ratio to `local`, and the 1-minute load average when the run began (the machine is shared:
-figures are noisy). See bench/README.md.
+ratio to `local`, the CPU seconds of every process of the run (the command is started in a
+session of its own, which Ray's processes stay in, and /proc is read every 0.1 s): all of
+them, the Ray workers', and Ray's own servers' and agents' (the command's are the rest), and
+the 1-minute load average when the run began (the machine is shared: wall times are noisy,
+CPU seconds less so). Medians over the rounds. See bench/README.md.
 
 `--overhead` measures what Ray adds per file handed out, apart from transcribing: a local Ray
 instance as `--ray local` starts it (`whisper_cli.cluster.session.connect`), two actors whose
@@ -39,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,7 @@ REPO = HERE.parent
 SHARED = REPO.parent / "shared"
 
 MODES = {
+    "local-1": ["--threads", "1"],
     "local": ["--threads", "2"],
     "ray-1": ["--threads", "2", "--ray", "local", "--ray-workers", "1"],
     "ray-2": ["--threads", "1", "--ray", "local", "--ray-workers", "2"],
@@ -85,9 +92,12 @@ def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         text=True,
         cwd=REPO,
         env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        start_new_session=True,  # Ray's processes stay in the command's session: counted
     )
     marks: dict[str, float] = {}
     written: list[float] = []
+    cpu = _CpuWatch(process.pid)
+    cpu.start()
     assert process.stderr is not None
     for line in process.stderr:
         now = time.perf_counter() - start
@@ -98,6 +108,7 @@ def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
             written.append(now)
     status = process.wait()
     wall = time.perf_counter() - start
+    cpu.stop()
     files = len(list(out.glob("*.json")))
     shutil.rmtree(out, ignore_errors=True)
     if status != 0:
@@ -108,8 +119,51 @@ def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         "first_file_s": written[0] if written else None,
         "last_file_s": written[-1] if written else None,
         "load_avg": load,
+        "cpu_s": sum(cpu.seconds.values()),
+        "worker_cpu_s": sum(t for pid, t in cpu.seconds.items() if cpu.titles[pid] == "worker"),
+        "ray_cpu_s": sum(t for pid, t in cpu.seconds.items() if cpu.titles[pid] == "ray"),
         **{f"{name}_s": value for name, value in marks.items()},
     }
+
+
+class _CpuWatch(threading.Thread):
+    """The CPU seconds (user + system) of every process of a run's session, looked at every
+    0.1 s until it ends: the command, and with Ray its servers and workers (a process that
+    ends between two looks loses up to 0.1 s)."""
+
+    def __init__(self, session: int):
+        super().__init__(daemon=True)
+        self.session = session
+        self.seconds: dict[int, float] = {}
+        self.titles: dict[int, str] = {}  # "command", "worker" (a Ray actor) or "ray"
+        self.done = threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    self._look(int(entry.name))
+
+    def _look(self, pid: int) -> None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != self.session:
+                return
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except (OSError, IndexError, ValueError):
+            return
+        self.seconds[pid] = (int(fields[11]) + int(fields[12])) / self.tick
+        if pid == self.session:
+            self.titles[pid] = "command"
+        elif title.startswith("ray::Transcriber") or self.titles.get(pid) == "worker":
+            self.titles[pid] = "worker"  # once an actor, a worker, whatever its last title
+        else:
+            self.titles[pid] = "ray"
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float | None:
@@ -124,8 +178,9 @@ def table(results: dict[str, list[dict[str, Any]]], audio_s: float) -> str:
     local = median(results.get("local", []), "wall_s")
     lines = [
         "| mode | wall s | Ray up s | first worker ready s | first → last file s "
-        "| last file → end s | audio s/s | vs local | load avg |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| last file → end s | audio s/s | vs local | CPU s: all | workers | Ray's own "
+        "| load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mode, runs in results.items():
         wall = median(runs, "wall_s")
@@ -137,7 +192,8 @@ def table(results: dict[str, list[dict[str, Any]]], audio_s: float) -> str:
             f"| `{mode}` | {cell(wall)} | {cell(median(runs, 'ray_up_s'))} "
             f"| {cell(median(runs, 'ready_s'))} | {cell(span)} | {cell(after)} "
             f"| {cell(None if not wall else audio_s / wall, 2)} | {cell(ratio, 2)}× "
-            f"| {cell(median(runs, 'load_avg'), 2)} |"
+            f"| {cell(median(runs, 'cpu_s'))} | {cell(median(runs, 'worker_cpu_s'))} "
+            f"| {cell(median(runs, 'ray_cpu_s'))} | {cell(median(runs, 'load_avg'), 2)} |"
         )
     return "\n".join(lines)
 
