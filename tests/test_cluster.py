@@ -36,7 +36,10 @@ import pytest
 from tests.conftest import REPO, require
 from tests.test_cli import errors
 
-pytestmark = pytest.mark.real_model
+pytestmark = [
+    pytest.mark.real_model,
+    pytest.mark.skipif(sys.platform != "linux", reason="watches the runs' processes in /proc"),
+]
 
 FILES = (  # short English recordings of four formats, 1.5 to 5 s
     "en_ls_61-70968-0000.flac",
