@@ -9,6 +9,7 @@ allocated, and every key and shape is checked against the network (`checkpoint`)
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from whisper_cli.checkpoint import read_json
@@ -87,3 +88,33 @@ def load_model(
         loaded = load_whisper(checkpoint, config, torch_device, dtype, compute_type)
     release_freed_memory()  # what converting, laying out and parsing freed
     return loaded
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load, and how: what the command line says, as one value that pickles
+    (a cluster's workers load the same)."""
+
+    name: str
+    revision: str | None = None
+    offline: bool = False
+    cache_dir: str | None = None
+    device: str = "auto"
+    compute_type: str = "auto"
+    threads: int = 0  # PyTorch's CPU threads; 0 keeps PyTorch's default
+
+    def load(self, download_progress: type | None = None) -> SpeechModel:
+        """Load the model (raises ModelError); sets PyTorch's thread count first."""
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        return load_model(
+            self.name,
+            device=self.device,
+            compute_type=self.compute_type,
+            revision=self.revision,
+            offline=self.offline,
+            cache_dir=self.cache_dir,
+            download_progress=download_progress,
+        )

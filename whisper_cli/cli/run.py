@@ -20,8 +20,8 @@ from whisper_cli.cli.ui import Busy, FileProgress, Ui, stdout_on_the_terminal
 if TYPE_CHECKING:
     from whisper_cli.audio import DecodedAudio
     from whisper_cli.cli.cluster import ClusterSettings
-    from whisper_cli.cluster.worker import ModelSpec
     from whisper_cli.inputs import Job
+    from whisper_cli.loading import ModelSpec
     from whisper_cli.options import TranscribeOptions
     from whisper_cli.protocol import SpeechModel
     from whisper_cli.results import Segment, TranscriptionInfo
@@ -41,25 +41,11 @@ class ModelSettings:
 
     def load(self, ui: Ui) -> SpeechModel:
         """Load the model (raises ModelError); sets PyTorch's thread count first."""
-        if self.threads > 0:
-            import torch
-
-            torch.set_num_threads(self.threads)
-        from whisper_cli.loading import load_model
-
-        return load_model(
-            self.name,
-            device=self.device,
-            compute_type=self.compute_type,
-            revision=self.revision,
-            offline=self.offline,
-            cache_dir=self.cache_dir,
-            download_progress=download_progress(ui.interactive),
-        )
+        return self.spec().load(download_progress(ui.interactive))
 
     def spec(self) -> ModelSpec:
-        """The same settings for the workers of a cluster."""
-        from whisper_cli.cluster.worker import ModelSpec
+        """These settings as one value that pickles (for the workers of a cluster too)."""
+        from whisper_cli.loading import ModelSpec
 
         cache_dir = None if self.cache_dir is None else str(self.cache_dir.absolute())
         return ModelSpec(

@@ -15,24 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from whisper_cli.loading import ModelSpec
+
 if TYPE_CHECKING:
     from whisper_cli.options import TranscribeOptions
     from whisper_cli.protocol import SpeechModel
     from whisper_cli.results import Transcript, TranscriptionInfo
     from whisper_cli.writers import WriterOptions
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model each worker loads, and how: the driver's command-line settings."""
-
-    name: str
-    revision: str | None = None
-    offline: bool = False
-    cache_dir: str | None = None
-    device: str = "auto"
-    compute_type: str = "auto"
-    threads: int = 0  # PyTorch's CPU threads in each worker; 0 keeps PyTorch's default
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,7 @@ class Transcriber:
         self.model: SpeechModel | None = None
         self.error: BaseException | None = None
         try:
-            self.model = _load(spec.model)
+            self.model = spec.model.load()
         except Exception as error:  # told to the driver by `ready`, not raised
             self.error = portable(error)
 
@@ -206,23 +195,6 @@ def _enter(folder: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def _load(spec: ModelSpec) -> SpeechModel:
-    if spec.threads > 0:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    from whisper_cli.loading import load_model
-
-    return load_model(
-        spec.name,
-        device=spec.device,
-        compute_type=spec.compute_type,
-        revision=spec.revision,
-        offline=spec.offline,
-        cache_dir=spec.cache_dir,
-    )
 
 
 def portable(error: BaseException) -> BaseException:
