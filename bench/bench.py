@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from engines import Engine, engine_names  # beside this file (the script's folder is on sys.path)
 
 from whisper_cli.audio import load_audio
 
@@ -61,13 +62,6 @@ PEERS_PACKAGES = (
     "soxr",
 )
 VENV_MARKER = "bench-packages.txt"  # written once every package is installed
-
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-    peer: bool  # runs in the peers' interpreter, not the project's
-    setup: str  # one line for the table
 
 
 ENGINES = (
@@ -158,10 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also save every raw result here")
     args = parser.parse_args(argv)
-    args.engines = [name.strip() for name in args.engines.split(",") if name.strip()]
-    unknown = [name for name in args.engines if name not in ENGINES_BY_NAME]
-    if unknown:
-        parser.error(f"unknown engine(s) {', '.join(unknown)}: use {', '.join(ENGINES_BY_NAME)}")
+    args.engines = engine_names(parser, args.engines, ENGINES_BY_NAME)
     if args.threads < 1 or args.repeats < 1:
         parser.error("--threads and --repeats must be at least 1")
     if not args.audio.is_file():

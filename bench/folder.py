@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines import Engine, engine_names  # beside this file (the script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 DEFAULT_AUDIO_DIR = SHARED / "audio"
@@ -57,13 +59,6 @@ TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the fallback schedule every eng
 BATCH_SIZE = 8
 BASELINE = "faster-whisper-int8"  # the ratio column divides by this engine's wall time
 REFERENCE = "whisper-cli-seq"  # per-file WER changes are measured against this engine
-
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-    peer: bool  # runs in the peers' interpreter, not the project's
-    setup: str  # one line for the table
 
 
 ENGINES = (
@@ -419,12 +414,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also save every raw result here")
     args = parser.parse_args(argv)
     if args.command is None:
-        args.engines = [name.strip() for name in args.engines.split(",") if name.strip()]
-        unknown = [name for name in args.engines if name not in ENGINES_BY_NAME]
-        if unknown:
-            parser.error(
-                f"unknown engine(s) {', '.join(unknown)}: use {', '.join(ENGINES_BY_NAME)}"
-            )
+        args.engines = engine_names(parser, args.engines, ENGINES_BY_NAME)
         if args.threads < 1 or args.repeats < 1:
             parser.error("--threads and --repeats must be at least 1")
     return args

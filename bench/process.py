@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines import engine_names
+
 from bench import (  # bench.py beside this file (the script's folder is on sys.path)
     SHARED,
     ensure_models,
@@ -136,10 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers-python", type=Path, help="an interpreter with faster-whisper")
     parser.add_argument("--json", type=Path, help="also save every run here")
     args = parser.parse_args(argv)
-    args.engines = [name.strip() for name in args.engines.split(",") if name.strip()]
-    unknown = [name for name in args.engines if name not in ENGINES_BY_NAME]
-    if unknown:
-        parser.error(f"unknown engine(s) {', '.join(unknown)}: use {', '.join(ENGINES_BY_NAME)}")
+    args.engines = engine_names(parser, args.engines, ENGINES_BY_NAME)
     if args.threads < 1 or args.rounds < 1:
         parser.error("--threads and --rounds must be at least 1")
     if not args.audio.is_file():
