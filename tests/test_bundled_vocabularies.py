@@ -200,6 +200,17 @@ def _texts(model: str, files: list[Path], env: dict[str, str], out: Path) -> dic
     return {path.stem: path.read_text(encoding="utf-8") for path in sorted(out.glob("*.txt"))}
 
 
+def _alone_offline(pt: Path, name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of `pt` alone in an empty folder, and an environment with an empty Hugging Face
+    home, offline."""
+    alone = tmp_path / "models" / name
+    alone.parent.mkdir()
+    shutil.copy(pt, alone)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    return alone, env
+
+
 @pytest.mark.real_model
 def test_an_openai_pt_alone_transcribes_offline_as_the_hf_folder_does(
     real_model_path, audio_dir, tmp_path
@@ -211,11 +222,7 @@ def test_an_openai_pt_alone_transcribes_offline_as_the_hf_folder_does(
         _openai_pt(),
         "openai-base.pt from ../shared/tools/get-model base (set WHISPER_CLI_TEST_OPENAI_PT)",
     )
-    alone = tmp_path / "models" / "base.pt"
-    alone.parent.mkdir()
-    shutil.copy(pt, alone)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
-    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    alone, env = _alone_offline(pt, "base.pt", tmp_path)
     files = [audio_dir / "en_ls_61-70968-0000.flac", audio_dir / "de_pv_A.wav"]
     from_pt = _texts(str(alone), files, env, tmp_path / "pt")
     from_folder = _texts(str(real_model_path), files, env, tmp_path / "folder")
@@ -239,11 +246,7 @@ def test_an_openai_tiny_en_pt_alone_transcribes_as_its_hf_folder_does(audio_dir,
     own = Tokenizer.from_file(folder / "tokenizer.json", False, 99)
     assert bundled is not None
     assert bundled.encoding.get_vocab(True) == own.encoding.get_vocab(True)
-    alone = tmp_path / "models" / "tiny.en.pt"
-    alone.parent.mkdir()
-    shutil.copy(pt, alone)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
-    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    alone, env = _alone_offline(pt, "tiny.en.pt", tmp_path)
     files = [audio_dir / "en_ls_61-70968-0000.flac", audio_dir / "en_pv_today_only_platforms.mp3"]
     from_pt = _texts(str(alone), files, env, tmp_path / "pt")
     assert from_pt == _texts(str(folder), files, env, tmp_path / "folder")
