@@ -125,6 +125,22 @@ def test_stored_weights_read_what_safetensors_reads(tmp_path):
             assert not any(start <= read.data_ptr() < end for start, end in ranges)
 
 
+def test_a_sharded_folder_is_read_shard_by_shard_as_one(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    whole = load_model(folder, device="cpu")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(state)
+    shards = {"a.safetensors": names[::2], "b.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({k: state[k] for k in keys}, folder / file)
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    stored = stored_weights(folder)
+    assert stored is not None and set(stored) == set(state)
+    assert torch.equal(_first_logits(load_model(folder, device="cpu")), _first_logits(whole))
+
+
 def test_weights_stored_weights_cannot_vouch_for_go_to_safetensors(tiny_checkpoint, tmp_path):
     """A file whose header does not match its size (cut short) is left to safetensors' own
     loader, which says what is wrong."""
