@@ -236,6 +236,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import worker as worker_module  # bench/worker.py: runs under either interpreter
 
     files = [Path(name) for name in json.loads(args.files.read_text(encoding="utf-8"))]
+    if args.engine.startswith("whisper-cli"):  # as the command sets it, before torch starts
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     load_before = os.getloadavg()[0]
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON line
         if args.engine == "openai-whisper":

@@ -35,12 +35,31 @@ def test_chunks_are_in_order_and_at_most_one_window():
     assert not any(start <= 50 * 100 < end for start, end in chunks)  # 46–59 s is silent
 
 
+def test_chunk_length_is_the_longest_chunk():
+    per_second = 16000 / CHUNK
+    # speech 1–20 s and 21–29 s: one chunk of 30 s by default
+    probabilities = np.zeros(int(40 * per_second))
+    for start, end in ((1, 20), (21, 29)):
+        probabilities[int(start * per_second) : int(end * per_second)] = 0.9
+    detector = _detector(probabilities)
+    assert len(speech_chunks(detector, 40.0)) == 1
+    assert speech_chunks(detector, 40.0, 30.0) == speech_chunks(detector, 40.0)
+    short = speech_chunks(detector, 40.0, 5.0)
+    assert len(short) >= 5 and all(0 < end - start <= 500 for start, end in short)
+    assert short[0][0] == speech_chunks(detector, 40.0)[0][0]
+
+
 def test_options_the_batched_mode_cannot_keep_are_refused(tiny_model):
     samples = np.zeros(16000, dtype=np.float32)
     with pytest.raises(OptionsError, match="clip_timestamps"):
         tiny_model.transcribe(samples, batch_size=4, clip_timestamps="1,2")
     with pytest.raises(OptionsError, match="batch_size"):
         tiny_model.transcribe(samples, batch_size=0)
+    with pytest.raises(OptionsError, match="chunk_length needs batch_size"):
+        tiny_model.transcribe(samples, chunk_length=10)
+    for seconds in (0, 31):
+        with pytest.raises(OptionsError, match="chunk_length must be"):
+            tiny_model.transcribe(samples, batch_size=4, chunk_length=seconds)
 
 
 def test_silence_gives_no_segments(tiny_model):

@@ -1063,3 +1063,22 @@ def test_every_damaged_file_of_the_manifest_behaves_as_it_says(
             assert result.returncode == 0
             assert any(line.startswith("warning: ") for line in result.stderr.splitlines())
             assert [p.name for p in outputs] == [Path(entry["file"]).stem + ".txt"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_told(given, expected):
+    """Set before PyTorch starts its threads (spinning threads collapse on a busy machine);
+    a user's own OMP_WAIT_POLICY stays."""
+    code = (
+        "import os, sys\n"
+        "from whisper_cli.cli.app import main\n"
+        "sys.argv = ['whisper-cli', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == [expected, "False"]  # and torch not yet imported

@@ -48,7 +48,9 @@ def captured(monkeypatch) -> Captured:
 
     seen = Captured()
 
-    def fake_run(task, inputs, include, exclude, settings, options, plan, ui, shard=None):
+    def fake_run(
+        task, inputs, include, exclude, settings, options, plan, ui, shard=None, cluster=None
+    ):
         seen.task, seen.settings, seen.options, seen.plan, seen.ui = (
             task,
             settings,

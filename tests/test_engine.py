@@ -79,7 +79,7 @@ def chunks_everywhere(monkeypatch):
     """Speech from 0.5 s to the end of every file, whatever voice activity detection says
     about random noise (bookkeeping tests with random weights)."""
 
-    def whole(detector, duration):
+    def whole(detector, duration, max_seconds=30.0):
         return [(50, round(duration * FRAMES_PER_SECOND))] if duration > 0.6 else []
 
     monkeypatch.setattr(engine, "speech_chunks", whole)

@@ -25,7 +25,7 @@ def speech_everywhere(monkeypatch):
     monkeypatch.setattr(
         engine,
         "speech_chunks",
-        lambda detector, duration: [(0, round(duration * FRAMES_PER_SECOND))],
+        lambda detector, duration, max_seconds=30.0: [(0, round(duration * FRAMES_PER_SECOND))],
     )
 
 

@@ -4,12 +4,20 @@ format, streaming, errors (status, one line, no temporary file left), and batchi
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import http.server
 import json
+import os
 import queue
+import re
+import shlex
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +26,7 @@ import openai
 import pytest
 import soundfile
 
-from tests.serve_helpers import running_server
+from tests.serve_helpers import free_port, running_server
 from whisper_cli.constants import FRAMES_PER_SECOND
 
 KEY = "test-key"
@@ -47,7 +55,7 @@ def server(tiny_model, spool):
     so all of it is called speech, for the random-weight model to decode."""
     from whisper_cli.whisper import batched, engine
 
-    def everything(detector, duration):
+    def everything(detector, duration, max_seconds=30.0):
         return [(0, round(duration * FRAMES_PER_SECOND))]
 
     with pytest.MonkeyPatch.context() as patch:
@@ -254,3 +262,256 @@ def test_the_engine_decodes_eagerly_while_the_items_block(tiny_model):
     assert done and done[0].key == "a" and done[0].error is None
     thread.join(5)
     assert list(stream) == []
+
+
+# -- webhooks
+
+
+@contextlib.contextmanager
+def _receiver():
+    """An HTTP server on 127.0.0.1 that keeps each POST (path, content type, body) and
+    answers 204."""
+    posts: list[tuple[str, str, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{receiver.server_address[1]}/hook", posts
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+class _Hanging:
+    """A receiver that accepts connections and never answers: each is held until the sender
+    gives up (closes it) or `release` closes it."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.accepted = 0
+        self.closed_by_sender = 0
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.accepted += 1
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection):
+        with connection:
+            connection.settimeout(0.1)
+            while not self.released.is_set():
+                try:
+                    if connection.recv(65536) == b"":  # the sender closed it
+                        self.closed_by_sender += 1
+                        return
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.released.set()
+        self.listener.close()
+
+
+def _wait_until(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _infer(url: str, wav: Path, timeout: float = 120, **fields) -> httpx.Response:
+    with wav.open("rb") as audio:
+        return httpx.post(
+            f"{url}/v1/inference/openai/whisper-large-v3",
+            files={"audio": audio},
+            data=fields,
+            timeout=timeout,
+        )
+
+
+def test_a_webhook_gets_the_response_once(server, tiny_model, wav, spool):
+    with running_server(tiny_model, allow_webhooks=True) as url, _receiver() as (hook, posts):
+        answer = _infer(url, wav, webhook=hook)
+        assert answer.status_code == 200, answer.text
+        assert _wait_until(lambda: posts)
+        path, content_type, body = posts[0]
+        assert path == "/hook" and content_type == "application/json"
+        assert json.loads(body) == answer.json()  # the same JSON, request_id included
+        # a receiver that is not there: the request is answered all the same
+        nobody = f"http://127.0.0.1:{free_port()}/hook"
+        assert _infer(url, wav, webhook=nobody).status_code == 200
+        assert _infer(url, wav, webhook="ftp://127.0.0.1/hook").status_code == 400
+        time.sleep(0.5)
+        assert len(posts) == 1  # one post per webhook: none again
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert list(spool.iterdir()) == []
+
+
+def test_hanging_webhooks_hold_up_no_request_and_are_tried_once(server, tiny_model, wav):
+    """Webhook receivers that never answer: the requests that named them, and the requests
+    after them, are answered while they hang (on the threads the uploads are read on they
+    would hold every request up); each webhook is one connection, never tried again."""
+    hanging = _Hanging()
+    try:
+        with running_server(tiny_model, allow_webhooks=True, webhook_timeout=300) as url:
+            count = 10
+            for _ in range(count):
+                assert _infer(url, wav, timeout=60, webhook=hanging.url).status_code == 200
+            assert _infer(url, wav, timeout=60).status_code == 200
+            assert 1 <= hanging.accepted <= 4  # the webhook threads, each holding one
+            hanging.release()  # the senders fail, and those waiting are sent
+            assert _wait_until(lambda: hanging.accepted == count)
+            time.sleep(1.0)
+            assert hanging.accepted == count
+    finally:
+        hanging.close()
+
+
+def test_a_webhook_gives_up_after_its_timeout(server, tiny_model, wav):
+    hanging = _Hanging()
+    try:
+        with running_server(tiny_model, allow_webhooks=True, webhook_timeout=0.5) as url:
+            assert _infer(url, wav, webhook=hanging.url).status_code == 200
+            assert _wait_until(lambda: hanging.closed_by_sender == 1)
+            time.sleep(1.0)
+            assert hanging.accepted == 1
+    finally:
+        hanging.close()
+
+
+# -- many clients at once
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _tones(folder: Path, count: int) -> list[Path]:
+    """`count` different recordings, 1 to 3 s of a tone and noise."""
+    paths = []
+    for index in range(count):
+        rng = np.random.default_rng(index)
+        t = np.arange(16000 + 4000 * index) / 16000
+        samples = 0.3 * np.sin(2 * np.pi * (200 + 40 * index) * t)
+        samples += 0.05 * rng.standard_normal(len(t))
+        paths.append(folder / f"tone{index}.wav")
+        soundfile.write(paths[-1], samples.astype(np.float32), 16000)
+    return paths
+
+
+def _ask(client, path: Path, kind: str) -> str:
+    language = {"detect": openai.NOT_GIVEN}.get(kind, "en")
+    with path.open("rb") as audio:
+        if kind != "stream":
+            return client.audio.transcriptions.create(model="x", file=audio, language=language).text
+        events = list(
+            client.audio.transcriptions.create(
+                model="x", file=audio, language=language, stream=True
+            )
+        )
+    deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
+    assert events[-1].type == "transcript.text.done" and deltas == events[-1].text
+    return events[-1].text
+
+
+def test_many_clients_at_once_get_what_each_gets_alone(server, client, tmp_path, monkeypatch):
+    """16 clients, two requests each: streamed or not, language given or detected, each gets
+    the text its request gets alone (streamed: the text it gets unstreamed), and the server
+    still serves; the decoding batches held windows of several requests."""
+    from whisper_cli.whisper import engine
+
+    rows = []
+    run = engine.DecodingTask.run
+
+    def counted(self, features, *args, **kwargs):
+        rows.append(len(features))
+        return run(self, features, *args, **kwargs)
+
+    paths = _tones(tmp_path, 3)
+    alone = {(p, k): _ask(client, p, k) for p in paths for k in ("en", "detect")}
+    monkeypatch.setattr(engine.DecodingTask, "run", counted)
+    kinds = ("en", "stream", "detect")
+    asked = [(paths[i % 3], kinds[i // 3 % 3]) for i in range(32)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        texts = list(pool.map(lambda request: _ask(client, *request), asked))
+    for (path, kind), text in zip(asked, texts, strict=True):
+        assert text == alone[path, "detect" if kind == "detect" else "en"], (path.name, kind)
+    assert max(rows) > 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_memory_stays_flat_over_many_requests(server, tiny_model, tmp_path):
+    """20-s uploads (what a request holds: its samples, features, encoder output: megabytes):
+    the server's memory after 32 more requests is what it was after the first 8."""
+    rng = np.random.default_rng(1)
+    t = np.arange(20 * 16000) / 16000
+    samples = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))
+    path = tmp_path / "long.wav"
+    soundfile.write(path, samples.astype(np.float32), 16000, subtype="PCM_16")
+    with running_server(tiny_model) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+
+        def one(_: int) -> str:
+            with path.open("rb") as audio:
+                return client.audio.transcriptions.create(model="x", file=audio).text
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            first = set(pool.map(one, range(8)))  # warm: the allocator's arenas, caches
+            before = _resident_bytes()
+            later = set(pool.map(one, range(32)))
+        grown = _resident_bytes() - before
+    assert first == later and len(first) == 1
+    assert grown < 32 << 20, f"resident memory grew {grown >> 20} MiB over 32 requests"
+
+
+def test_the_readme_examples_run(server, client, wav):
+    """The Serve section's curl commands and Python example, pointed at this server."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Serve\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    (shell,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    (python,) = re.findall(r"```python\n(.*?)```", section, re.S)
+
+    def here(text: str) -> str:
+        text = text.replace("http://127.0.0.1:8000", server).replace("secret", KEY)
+        return text.replace("talk.mp3", str(wav))
+
+    code = here(python).replace('api_key="', 'max_retries=0, api_key="')
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (our own README)
+    commands = shell.replace("\\\n", " ").splitlines()
+    assert commands[0].startswith("whisper-cli serve")
+    curls = [shlex.split(here(line)) for line in commands if line.startswith("curl")]
+    assert len(curls) == 2
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    for curl in curls:
+        done = subprocess.run([*curl, "-sS", "-f"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()

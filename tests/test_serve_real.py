@@ -93,3 +93,72 @@ def test_curl_on_the_deepinfra_route(server, audio_dir):
     assert "wizard" in body["text"].lower()
     assert body["words"] and body["segments"]
     assert body["input_length_ms"] == pytest.approx(4905, abs=1)
+
+
+def _infer(server: str, audio, **fields) -> dict:
+    import httpx
+
+    with audio.open("rb") as upload:
+        answer = httpx.post(
+            f"{server}/v1/inference/openai/whisper-base",
+            files={"audio": upload},
+            data=fields,
+            timeout=300,
+        )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_chunk_length_s_is_the_longest_piece(server, audio_dir):
+    """chunk_length_s cuts the audio into pieces of at most that long, as batched mode's
+    chunks: no segment is longer (this file's second segment is 6 s by default); 30, the
+    default, changes nothing."""
+    audio = audio_dir / "en_ls_1995-1837-0001.wav"
+    default = _infer(server, audio, language="en")
+    assert max(s["end"] - s["start"] for s in default["segments"]) > 5
+    same = _infer(server, audio, language="en", chunk_length_s="30")
+    assert (same["text"], same["segments"]) == (default["text"], default["segments"])
+    short = _infer(server, audio, language="en", chunk_length_s="3")
+    assert len(short["segments"]) > len(default["segments"])
+    assert all(s["end"] - s["start"] <= 3.0 + 0.02 for s in short["segments"])
+    assert "sorrow" in short["text"] and "dreams" in short["text"]
+
+
+def test_streamed_and_concurrent_requests_get_the_text_of_one_request_alone(
+    server, audio_dir, real_model
+):
+    """A streamed request (the openai SDK, unmodified) among others with the same options:
+    its deltas join to the done text, which is the text the request gets unstreamed and alone;
+    the others get their text alone too (no request's text depends on what else is in work)."""
+    import concurrent.futures
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0, timeout=300)
+    streamed = audio_dir / "en_ls_1995-1837-0001.wav"
+    others = [audio_dir / n for n in ("en_lj_LJ002-0020.wav", "en_ls_251-137823-0002.wav", FILE)]
+
+    def stream() -> tuple[list[str], str]:
+        with streamed.open("rb") as audio:
+            events = list(
+                client.audio.transcriptions.create(
+                    model="whisper-1", file=audio, language="en", stream=True
+                )
+            )
+        assert events[-1].type == "transcript.text.done"
+        return [e.delta for e in events if e.type == "transcript.text.delta"], events[-1].text
+
+    def text(path) -> str:
+        with path.open("rb") as audio:
+            return client.audio.transcriptions.create(
+                model="whisper-1", file=audio, language="en"
+            ).text
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        streaming = pool.submit(stream)
+        texts = list(pool.map(text, others))
+        deltas, done = streaming.result()
+    for path, got in zip([streamed, *others], [done, *texts], strict=True):
+        alone = real_model.transcribe(
+            str(path), batch_size=8, beam_size=5, temperature=0.0, language="en"
+        )
+        assert got == alone.text, path.name
+    assert len(deltas) >= 2 and "".join(deltas) == done

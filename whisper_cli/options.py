@@ -73,6 +73,7 @@ class TranscribeOptions:
 
     # batched mode: speech chunks found by voice activity detection, decoded this many at once
     batch_size: int = 1  # 1: the reference's sequential seek loop
+    chunk_length: float = 30.0  # seconds: the longest chunk (speech regions joined or cut)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> TranscribeOptions:
@@ -171,6 +172,10 @@ def verify(options: TranscribeOptions) -> None:
         raise OptionsError("language_detection_windows must be at least 1")
     if options.batch_size < 1:
         raise OptionsError("batch_size must be at least 1")
+    if not 0 < options.chunk_length <= 30:
+        raise OptionsError("chunk_length must be above 0 and at most 30 seconds")
+    if options.batch_size == 1 and options.chunk_length != 30:
+        raise OptionsError("chunk_length needs batch_size > 1: the sequential loop reads 30 s")
     if options.batch_size > 1 and clips_requested(options):
         raise OptionsError(
             "clip_timestamps and batch_size > 1 do not combine: batches are VAD chunks"

@@ -5,6 +5,7 @@ order that `--help`, the man page and the completions list them; `main` is the p
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 from typing import Annotated, Any
@@ -103,6 +104,12 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     """The `whisper-cli` program: exit 143 on SIGTERM, with outputs left whole."""
+    # Before PyTorch starts its OpenMP threads: by default a thread that waits for the next
+    # parallel region spins on its core, and when another process takes one of the cores the
+    # threads spin waiting for a partner that is not running (a batch-8 folder run 6x slower
+    # beside one busy process, bench/README.md). Passive waiting sleeps instead. Set
+    # OMP_WAIT_POLICY=ACTIVE to spin.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _terminate)
     try:

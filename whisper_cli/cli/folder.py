@@ -69,7 +69,7 @@ def run_many(
 
     stream = transcribe_files(whisper, claimed_jobs(), options, read_samples)
     try:
-        with _many_progress(ui, len(jobs)) as progress:
+        with many_progress(ui, len(jobs)) as progress:
             for done in stream:
                 job = done.key
                 report_refused()
@@ -79,7 +79,7 @@ def run_many(
                     if done.error is not None:
                         raise done.error
                     assert done.transcript is not None
-                    _write(job, done.transcript, plan, ui, json_lines)
+                    write_transcript(job, done.transcript, plan, ui, json_lines)
                     _notes(job, done.transcript, options, ui)
                 progress.done(0.0 if done.transcript is None else done.transcript.duration)
             report_refused()
@@ -98,13 +98,14 @@ def _notes(job: Job, transcript: Transcript, options: TranscribeOptions, ui: Ui)
         ui.uncertain_language(job.display, transcript.language, transcript.language_probability)
 
 
-def _write(
+def write_transcript(
     job: Job,
     transcript: Transcript,
     plan: OutputPlan,
     ui: Ui,
     json_lines: bool,
 ) -> None:
+    """Write a transcript into its files (a line for --verbose), or onto standard output."""
     from whisper_cli.writers import get_writer, write_outputs
 
     if plan.to_stdout:
@@ -146,7 +147,8 @@ def _audio(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def _many_progress(ui: Ui, total: int) -> Iterator[_ManyProgress]:
+def many_progress(ui: Ui, total: int) -> Iterator[_ManyProgress]:
+    """One progress display for `total` files (nothing off a terminal or with --quiet)."""
     if not ui.interactive:
         yield _ManyProgress()
         return

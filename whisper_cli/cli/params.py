@@ -29,6 +29,7 @@ PROMPT = "Prompt"
 WORDS = "Word timestamps"
 INPUT = "Input"
 OUTPUT = "Output"
+CLUSTER = "Cluster"
 RUN = "Run"
 
 
@@ -94,6 +95,18 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 def check_clip_timestamps(value: str) -> str:
     parse_clip_timestamps(value)
+    return value
+
+
+def check_ray_address(value: str | None) -> str | None:
+    """local, auto, ray://HOST:PORT or HOST:PORT (see `whisper_cli.cluster.session`)."""
+    if value is not None:
+        from whisper_cli.cluster.session import ClusterError, check_address
+
+        try:
+            check_address(value)
+        except ClusterError as error:
+            raise typer.BadParameter(str(error)) from None
     return value
 
 
@@ -262,5 +275,37 @@ DebugOpt = Annotated[
         help="Show tracebacks for unexpected errors, and the warnings and log messages of the "
         "libraries underneath (PyTorch, huggingface_hub, …), which are hidden otherwise.",
         rich_help_panel=RUN,
+    ),
+]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDRESS",
+        help="Transcribe on a Ray cluster (the ray extra): local starts Ray on this machine, "
+        "over loopback only; auto joins the cluster this machine is in; ray://HOST:PORT a "
+        "remote one. Workers read the inputs and write the outputs by the same paths.",
+        callback=check_ray_address,
+        show_default=False,
+        rich_help_panel=CLUSTER,
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help="Ray workers to start, each with the model loaded once and --threads CPU threads "
+        "(1 for 0); default: one per GPU of the cluster, else as many as its CPUs hold.",
+        show_default=False,
+        rich_help_panel=CLUSTER,
+    ),
+]
+RayCollectOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ray-collect",
+        help="Send each transcript back from the Ray workers and write it here, for workers "
+        "that cannot see the output folder.",
+        rich_help_panel=CLUSTER,
     ),
 ]

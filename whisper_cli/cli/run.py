@@ -20,6 +20,8 @@ from whisper_cli.cli.ui import Busy, FileProgress, Ui, stdout_on_the_terminal
 
 if TYPE_CHECKING:
     from whisper_cli.audio import DecodedAudio
+    from whisper_cli.cli.cluster import ClusterSettings
+    from whisper_cli.cluster.worker import ModelSpec
     from whisper_cli.inputs import Job
     from whisper_cli.options import TranscribeOptions
     from whisper_cli.protocol import SpeechModel
@@ -55,6 +57,21 @@ class ModelSettings:
             offline=self.offline,
             cache_dir=self.cache_dir,
             download_progress=download_progress(ui.interactive),
+        )
+
+    def spec(self) -> ModelSpec:
+        """The same settings for the workers of a cluster."""
+        from whisper_cli.cluster.worker import ModelSpec
+
+        cache_dir = None if self.cache_dir is None else str(self.cache_dir.absolute())
+        return ModelSpec(
+            self.name,
+            self.revision,
+            self.offline,
+            cache_dir,
+            self.device,
+            self.compute_type,
+            self.threads,
         )
 
 
@@ -100,9 +117,10 @@ def run_transcription(
     plan: OutputPlan,
     ui: Ui,
     shard: tuple[int, int] | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> None:
     """Transcribe (`task` "transcribe") or translate every input, as `plan` says (only
-    those of part K of N, with `shard` (K, N))."""
+    those of part K of N, with `shard` (K, N)); on a Ray cluster with `cluster`."""
     from whisper_cli.inputs import outputs_exist
 
     jobs = discover_jobs(inputs, plan.output_dir, include, exclude, ui)
@@ -129,24 +147,15 @@ def run_transcription(
                 pending.append(job)
         if not pending:
             return
+        json_lines = len(jobs) > 1
+        if cluster is not None:
+            from whisper_cli.cli.cluster import run_on_cluster
+
+            run_on_cluster(pending, settings.spec(), options, plan, ui, batch, cluster, json_lines)
+            return
         with ui.fatal_errors():
             whisper = settings.load(ui)
-        if task == "translate" and not whisper.can_translate:
-            ui.warning(
-                f"model {whisper.name!r} was not trained to translate; the output may be a "
-                "transcript in the spoken language"
-            )
-        language = options.decoding.language
-        if (
-            language not in (None, "en")
-            and whisper.family == "whisper"
-            and not whisper.is_multilingual
-        ):
-            ui.warning(
-                f"model {whisper.name!r} is English-only: --language {language} is ignored and "
-                "the text will be English"
-            )
-        json_lines = len(jobs) > 1
+        ui.unsuited_model(whisper, options)
         # a transcript streaming onto the terminal shows the progress, and bars would overwrite it
         draw = not (plan.to_stdout and stdout_on_the_terminal())
         if len(pending) > 1 and options.batch_size > 1 and whisper.family == "whisper":

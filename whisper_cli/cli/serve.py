@@ -107,11 +107,13 @@ def serve(
     POST /v1/audio/transcriptions and /v1/audio/translations (OpenAI: file, model, language,
     prompt, temperature, response_format json|text|srt|verbose_json|vtt,
     timestamp_granularities[], stream), GET /v1/models, POST /v1/inference/{model}
-    (DeepInfra: audio, task, language, initial_prompt, temperature, chunk_level, webhook) and
-    GET /health. Any model name in a request is the served model.
+    (DeepInfra: audio, task, language, initial_prompt, temperature, chunk_level, chunk_length_s,
+    webhook) and GET /health. Any model name in a request is the served model.
 
-    Concurrent requests with equal options share decoding batches. Ctrl-C stops taking
-    requests, answers those in work, and exits.
+    Concurrent requests with equal options share decoding batches, streamed or not; each gets
+    the text `transcribe` gives for its file. A webhook gets the response posted once (10-s
+    timeout), with --allow-webhooks only. Ctrl-C stops taking requests, answers those in work,
+    and exits.
 
     Call it with curl: `curl -F file=@talk.mp3 -F model=whisper-1
     http://127.0.0.1:8000/v1/audio/transcriptions`, or with the openai package:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from whisper_cli.cli.cluster import cluster_settings
 from whisper_cli.cli.output import OutputPlan
 from whisper_cli.cli.params import (
     DECODING,
@@ -32,6 +33,9 @@ from whisper_cli.cli.params import (
     ModelOpt,
     OfflineOpt,
     QuietOpt,
+    RayCollectOpt,
+    RayOpt,
+    RayWorkersOpt,
     RevisionOpt,
     ThreadsOpt,
     check_clip_timestamps,
@@ -395,6 +399,10 @@ def transcribe(
             rich_help_panel=OUTPUT,
         ),
     ] = False,
+    # cluster
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_collect: RayCollectOpt = False,
     # run
     quiet: QuietOpt = False,
     verbose: Annotated[
@@ -441,6 +449,9 @@ def _transcription_command(
     output_dir: Path,
     stdout: bool,
     skip_existing: bool,
+    ray: str | None,
+    ray_workers: int | None,
+    ray_collect: bool,
     quiet: bool,
     verbose: bool,
     debug: bool,
@@ -474,7 +485,8 @@ def _transcription_command(
     plan = OutputPlan(formats, output_dir, stdout, skip_existing, writer_options)
     settings = ModelSettings(model, revision, offline, cache_dir, device, compute_type, threads)
     part = None if shard is None else parse_shard(shard)
-    run_transcription(task, inputs, include, exclude, settings, options, plan, ui, part)
+    cluster = cluster_settings(ray, ray_workers, ray_collect, stdout, inputs)
+    run_transcription(task, inputs, include, exclude, settings, options, plan, ui, part, cluster)
 
 
 # ---------------------------------------------------------------------------------------------

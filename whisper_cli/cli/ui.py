@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from whisper_cli.cluster.worker import ModelFacts
     from whisper_cli.inputs import Job
+    from whisper_cli.options import TranscribeOptions
+    from whisper_cli.protocol import SpeechModel
     from whisper_cli.results import Segment
 
 # a detected language less probable than this is reported as uncertain (faster-whisper's
@@ -112,6 +115,21 @@ class Ui:
             f"{name}: the language is uncertain: {language} ({probability:.2f}) is the most "
             "likely; if it is wrong, give the right one with --language"
         )
+
+    def unsuited_model(self, model: SpeechModel | ModelFacts, options: TranscribeOptions) -> None:
+        """A warning for a model that cannot do what the options ask: translate, or take
+        another language than English."""
+        if options.decoding.task == "translate" and not model.can_translate:
+            self.warning(
+                f"model {model.name!r} was not trained to translate; the output may be a "
+                "transcript in the spoken language"
+            )
+        language = options.decoding.language
+        if language not in (None, "en") and model.family == "whisper" and not model.is_multilingual:
+            self.warning(
+                f"model {model.name!r} is English-only: --language {language} is ignored and "
+                "the text will be English"
+            )
 
     def echo_segments(self, segments: Iterable[Segment]) -> Iterator[Segment]:
         """The segments, each printed as `[start --> end] text` first with --verbose."""

@@ -114,11 +114,13 @@ def create_app(model: SpeechModel, settings: Settings) -> Starlette:
     from whisper_cli.serve.worker import Worker
 
     worker = Worker(model, settings.queue_limit)
+    webhooks = deepinfra.Webhooks(settings.webhook_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         worker.stop()
+        webhooks.close()
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -138,6 +140,7 @@ def create_app(model: SpeechModel, settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.worker = worker
+    app.state.webhooks = webhooks
     app.state.settings = settings
     return app
 

@@ -1,15 +1,19 @@
 """DeepInfra's speech API: POST /v1/inference/{model} (the name may hold slashes, as in
-openai/whisper-large-v3, and is the served model) with a multipart `audio` file."""
+openai/whisper-large-v3, and is the served model) with a multipart `audio` file; with a
+`webhook` (when the server allows them), the response is also posted to that URL."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
+import threading
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from whisper_cli.errors import first_line
 from whisper_cli.serve.handling import check_key, decode_upload, read_form, run_job
 from whisper_cli.serve.schemas import ApiError, bad, build_options, choice, number
 from whisper_cli.writers import finite
@@ -36,7 +40,13 @@ async def inference(request: Request) -> Response:
 
     task = choice(field("task"), ("transcribe", "translate"), "task", "transcribe")
     chunk_level = choice(field("chunk_level"), ("segment", "word"), "chunk_level", "segment")
-    number(field("chunk_length_s"), "chunk_length_s", 1, 30)  # checked; chunks are 30 s
+    chunk_length = number(field("chunk_length_s"), "chunk_length_s", 1, 30)
+    if chunk_length not in (None, 30.0) and settings.base_options.batch_size == 1:
+        raise bad(
+            "chunk_length_s",
+            "chunk_length_s below 30 needs batched decoding: start the server with --batch-size 2 "
+            "or more",
+        )
     webhook = field("webhook") or None
     if webhook is not None:
         if not settings.allow_webhooks:
@@ -50,15 +60,14 @@ async def inference(request: Request) -> Response:
         prompt=field("initial_prompt"),
         temperature=number(field("temperature"), "temperature", 0.0, 1.0),
         words=chunk_level == "word",
+        chunk_length=chunk_length,
     )
     samples, _ = await decode_upload(form, "audio")
     started = time.monotonic()
     transcript = await run_job(request, request.app.state.worker, samples, options)
     body = response(transcript, chunk_level, time.monotonic() - started)
     if webhook is not None:
-        asyncio.get_running_loop().run_in_executor(
-            None, post_webhook, webhook, body, settings.webhook_timeout
-        )
+        request.app.state.webhooks.post(webhook, body)
     return JSONResponse(body)
 
 
@@ -93,17 +102,56 @@ def response(transcript: Transcript, chunk_level: str, runtime: float) -> dict[s
     )
 
 
-def post_webhook(url: str, body: dict[str, Any], timeout: float) -> None:
-    """POST the response JSON to `url` once, with a timeout; a failure is dropped."""
+_log = logging.getLogger("whisper_cli.serve")
+
+
+class Webhooks:
+    """Posts responses to webhook URLs, on threads of their own (a receiver that hangs holds up
+    no request): one try each, `timeout` seconds at most per connect and read, no redirect
+    followed; at most `limit` posts in work or waiting, more are dropped (and logged)."""
+
+    def __init__(self, timeout: float, workers: int = 4, limit: int = 64):
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="whisper-cli-webhook")
+        self._room = threading.BoundedSemaphore(limit)
+
+    def post(self, url: str, body: dict[str, Any]) -> bool:
+        """Queue the post; False when `limit` posts are already in work or waiting."""
+        if not self._room.acquire(blocking=False):
+            _log.warning("webhook %s dropped: too many webhooks in work", url)
+            return False
+        try:
+            future = self._pool.submit(post_webhook, url, body, self.timeout)
+        except RuntimeError:  # shut down
+            self._room.release()
+            return False
+        future.add_done_callback(lambda _: self._room.release())
+        return True
+
+    def close(self) -> None:
+        """Drop the posts that wait; those in work end within their timeout."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # one request per webhook: a redirect is a failure
+
+
+def post_webhook(url: str, body: dict[str, Any], timeout: float) -> bool:
+    """POST the response JSON to `url` once, with a timeout; a failure is logged, not retried
+    (the client has the response already). True when the receiver answered 2xx."""
     data = json.dumps(body).encode()
     request = urllib.request.Request(
         url, data=data, headers={"Content-Type": "application/json"}, method="POST"
     )
+    opener = urllib.request.build_opener(_NoRedirect)
     try:
-        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 (http(s) checked)
-            pass
-    except Exception:  # one try, no retries: the caller has the response already
-        return
+        with opener.open(request, timeout=timeout):  # http(s) only: checked before
+            return True
+    except Exception as error:
+        _log.warning("webhook %s failed: %s", url, first_line(error))
+        return False
 
 
 __all__ = ["inference", "ApiError"]

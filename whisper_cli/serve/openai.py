@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from whisper_cli.errors import first_line
 from whisper_cli.serve.handling import check_key, decode_upload, read_form, run_job, submit
 from whisper_cli.serve.schemas import (
     GRANULARITIES,
@@ -98,35 +99,37 @@ async def _speech(request: Request, task: str) -> Response:
 
 
 async def _events(request: Request, worker: Any, samples: Any, options: Any) -> Any:
-    """transcript.text.delta for each segment as it is decoded, then transcript.text.done."""
-    from whisper_cli.results import Segment
-
+    """transcript.text.delta as segments are decoded, then transcript.text.done with the
+    transcript's text: the text the request gets without stream (the same decode), which the
+    deltas join to."""
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue[Any] = asyncio.Queue()
     done = object()
 
-    def on_segment(item: Any) -> None:
-        loop.call_soon_threadsafe(arrived.put_nowait, item)
+    def on_segments(segments: list[Any]) -> None:
+        loop.call_soon_threadsafe(arrived.put_nowait, segments)
 
-    job = submit(worker, Job(samples, options, on_segment=on_segment))
+    job = submit(worker, Job(samples, options, on_segments=on_segments))
     job.future.add_done_callback(lambda _: loop.call_soon_threadsafe(arrived.put_nowait, done))
-    deltas: list[str] = []
+    kept: list[Any] = []
+    sent = ""
     try:
-        while True:
-            item = await arrived.get()
-            if item is done:
-                break
-            if isinstance(item, Segment):
-                deltas.append(item.text)
-                yield _sse({"type": "transcript.text.delta", "delta": item.text})
+        while (item := await arrived.get()) is not done:
+            for segment in item:  # a delta for each segment
+                kept.append(segment)
+                # the text so far, less a character whose last bytes the next segment brings
+                text = worker.text_of(kept).rstrip("\ufffd")
+                if text.startswith(sent) and len(text) > len(sent):
+                    yield _sse({"type": "transcript.text.delta", "delta": text[len(sent) :]})
+                    sent = text
         error = job.future.exception()
         if error is not None:
-            failure = ApiError(
-                400, str(error).splitlines()[0] if str(error) else type(error).__name__
-            )
-            yield _sse(failure.body())
+            yield _sse(ApiError(400, first_line(error)).body())
             return
-        yield _sse({"type": "transcript.text.done", "text": "".join(deltas)})
+        text = job.future.result().text
+        if text.startswith(sent) and len(text) > len(sent):
+            yield _sse({"type": "transcript.text.delta", "delta": text[len(sent) :]})
+        yield _sse({"type": "transcript.text.done", "text": text})
     finally:  # the client went away (or all was sent): stop decoding for it
         job.cancelled = True
 

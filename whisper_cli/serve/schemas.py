@@ -83,6 +83,7 @@ def build_options(
     prompt: str | None,
     temperature: float | None,
     words: bool,
+    chunk_length: float | None = None,
 ) -> TranscribeOptions:
     """The server's options with a request's fields; `OptionsError` becomes a 400."""
     from whisper_cli.whisper.languages import language_code
@@ -98,6 +99,7 @@ def build_options(
         decoding=decoding,
         initial_prompt=prompt or None,
         word_timestamps=words,
+        chunk_length=base.chunk_length if chunk_length is None else chunk_length,
     )
     if temperature is not None:
         # a temperature above 0 is sampled once, as OpenAI's API does; 0 keeps the fallback

@@ -2,11 +2,14 @@
 together.
 
 A Whisper model with `batch_size` > 1 runs the library's engine (`whisper.engine`) over the
-requests as they arrive: the windows of one decoding batch come from several requests. The
+requests as they arrive: the windows of one decoding batch come from several requests. Each
+request is decoded on its own (no packing of short requests into one window), so its answer is
+what `transcribe` in batched mode gives for it, whatever else is in work, and a streamed
+request gets its segments as the engine finishes them: streamed or not, the same decode. The
 engine takes one set of options per pass, so requests whose options are equal share batches;
-a request with other options (another language, task, prompt, temperature, word timestamps)
-ends the pass, and the next pass starts with it. Streamed requests (segments sent as decoded)
-and other model families go one at a time through `transcribe_stream`.
+a request with other options (another language, task, prompt, temperature, word timestamps,
+chunk length) ends the pass, and the next pass starts with it. Other model families, and
+`batch_size` 1, go one request at a time through `transcribe_stream`.
 
 A request whose client went away before its audio was taken is skipped; one already in a batch
 is finished and dropped.
@@ -14,6 +17,7 @@ is finished and dropped.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -39,8 +43,8 @@ class Job:
 
     samples: np.ndarray
     options: TranscribeOptions
-    # streamed: called on the worker thread with the info, then each segment, then None
-    on_segment: Callable[[Any], None] | None = None
+    # streamed: called on the worker thread with the next segments, in order, as decoded
+    on_segments: Callable[[list[Segment]], None] | None = None
     future: Future[Any] = field(default_factory=Future)
     cancelled: bool = False
 
@@ -63,6 +67,13 @@ class Worker:
     @property
     def in_work(self) -> int:
         return self._in_work
+
+    def text_of(self, segments: list[Segment]) -> str:
+        """The text a transcript of these segments has (as the finished one will, where they
+        are its first)."""
+        from whisper_cli.results import TranscriptionInfo
+
+        return self.model.collect(TranscriptionInfo(None, None, 0.0), segments).text
 
     def submit(self, job: Job) -> Job:
         """Queue a job; raises `Busy` when `limit` jobs are already waiting or in work."""
@@ -98,7 +109,7 @@ class Worker:
             if job.cancelled:
                 self._finish(job, error=Busy())
                 continue
-            if job.on_segment is None and self._batches(job.options):
+            if self._batches(job.options):
                 pending = self._pass(job)
             else:
                 self._one(job)
@@ -116,19 +127,16 @@ class Worker:
     def _one(self, job: Job) -> None:
         try:
             info, segments = self.model.transcribe_stream(job.samples, job.options)
-            if job.on_segment is None:
+            if job.on_segments is None:
                 self._finish(job, self.model.collect(info, segments))
                 return
-            job.on_segment(info)
             kept: list[Segment] = []
             for segment in segments:
                 if job.cancelled:
                     break
                 kept.append(segment)
-                job.on_segment(segment)
-            transcript = self.model.collect(info, kept)
-            job.on_segment(None)
-            self._finish(job, transcript)
+                job.on_segments([segment])
+            self._finish(job, self.model.collect(info, kept))
         except Exception as error:  # that request's failure; the server goes on
             self._finish(job, error=error)
 
@@ -144,19 +152,33 @@ class Worker:
 
         def items() -> Iterator[tuple[int, np.ndarray]]:
             job: Any = first
-            while True:
+            for number in itertools.count():
                 if not job.cancelled:
-                    taken[id(job)] = job
-                    yield id(job), job.samples
+                    taken[number] = job
+                    yield number, job.samples
                 else:
                     self._finish(job, error=Busy())
                 job = self._jobs.get()
-                if job is _STOP or job.on_segment is not None or job.options != options:
+                if job is _STOP or job.options != options:
                     ended.append(job)
                     return
 
+        def on_segments(number: int, segments: list[Segment]) -> None:
+            job = taken[number]
+            if job.on_segments is not None and not job.cancelled:
+                job.on_segments(segments)
+
+        stream = transcribe_files(
+            self.model,
+            items(),
+            options,
+            read_samples,
+            eager=True,
+            pack=False,
+            on_segments=on_segments,
+        )
         try:
-            for done in transcribe_files(self.model, items(), options, read_samples, eager=True):
+            for done in stream:
                 job = taken.pop(done.key)
                 if done.error is not None:
                     self._finish(job, error=done.error)

@@ -1,10 +1,11 @@
 """Batched transcription (`batch_size` > 1): speech chunks decoded several at a time.
 
 Silero VAD finds the speech regions; neighbouring regions are joined into chunks of at most
-30 s, and each chunk is transcribed by its own copy of the reference's seek loop. The loops
-advance in lockstep: each round, the current windows of up to `batch_size` chunks are encoded
-and decoded as one batch. A chunk covers the audio from the start of its first region to the
-end of its last, pauses included, so its timestamps need no remapping.
+30 s (`chunk_length`: less, for shorter segments), and each chunk is transcribed by its own
+copy of the reference's seek loop. The loops advance in lockstep: each round, the current
+windows of up to `batch_size` chunks are encoded and decoded as one batch. A chunk covers the
+audio from the start of its first region to the end of its last, pauses included, so its
+timestamps need no remapping.
 
 Unlike the batched pipelines of faster-whisper and whisperX, each chunk keeps what makes the
 sequential algorithm faithful: timestamp tokens cut it into segments; a window whose text is
@@ -73,10 +74,13 @@ SPEECH_PAD = 0.4  # seconds kept around each region
 LEFT_UNSAID = 0.5  # seconds
 
 
-def speech_chunks(detector: SpeechDetector, duration: float) -> list[tuple[int, int]]:
-    """Mel-frame ranges [start, end) of the chunks to decode, in order, each ≤ 30 s."""
+def speech_chunks(
+    detector: SpeechDetector, duration: float, max_seconds: float = 30.0
+) -> list[tuple[int, int]]:
+    """Mel-frame ranges [start, end) of the chunks to decode, in order, each at most
+    `max_seconds` (`chunk_length`, ≤ 30 s, one window)."""
     regions = detector.regions(duration=duration, min_silence=MIN_SILENCE, pad=SPEECH_PAD)
-    chunks = merge_regions(regions, max_duration=N_FRAMES / FRAMES_PER_SECOND)
+    chunks = merge_regions(regions, max_duration=min(max_seconds, N_FRAMES / FRAMES_PER_SECOND))
     frames = [(round(s * FRAMES_PER_SECOND), round(e * FRAMES_PER_SECOND)) for s, e in chunks]
     return [(s, min(e, s + N_FRAMES)) for s, e in frames if e > s]
 

@@ -26,8 +26,6 @@ speech (no chunk) gets no language detected; nor does one whose windows all prov
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -39,7 +37,7 @@ import torch
 from whisper_cli.audio.vad import SpeechDetector, detect_speech
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
-from whisper_cli.results import Transcript, TranscriptionInfo
+from whisper_cli.results import Segment, Transcript, TranscriptionInfo
 from whisper_cli.whisper.batched import (
     LEFT_UNSAID,
     SPEECH_PAD,
@@ -50,6 +48,7 @@ from whisper_cli.whisper.decoding import DecodingResult, DecodingTask
 from whisper_cli.whisper.decoding import detect_language as detect_language_features
 from whisper_cli.whisper.features import LogMelFrames, pad_or_trim
 from whisper_cli.whisper.languages import language_code
+from whisper_cli.whisper.read_ahead import ReadAhead
 from whisper_cli.whisper.timing import PendingSegment, TimedWord
 from whisper_cli.whisper.window import (
     WhisperParts,
@@ -73,6 +72,7 @@ if TYPE_CHECKING:
 PACK_SECONDS = 28.0  # the most speech (and gaps) one packed window holds
 GAP = 2.0  # seconds of silence between two files in a packed window (1 s: more merged segments)
 READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
+READ_AHEAD_SECONDS = 3600.0  # and audio waiting, at most (its features: 115 MB an hour)
 PACKINGS = 2  # windows a piece may be packed into before it is decoded alone
 
 Found = tuple[PendingSegment, DecodingResult]
@@ -104,7 +104,9 @@ class _File:
     probability: float | None = None
     open_units: int = 0
     packings: int = 0  # packed windows it has been in
-    found: list[Found] = field(default_factory=list)
+    found: dict[int, list[Found]] = field(default_factory=dict)  # by chunk, as each is done
+    segments: list[Segment] = field(default_factory=list)  # of the chunks done in order
+    handed: int = 0  # chunks whose segments are in `segments`
     failed: bool = False
 
 
@@ -113,6 +115,7 @@ class _Chunk:
     """One chunk of one file, decoded by its own seek loop."""
 
     file: _File
+    index: int  # of the file's chunks
     end: int  # mel frame
     seek: int  # mel frame
     last_speech: float = 0.0
@@ -138,6 +141,8 @@ def transcribe_files(
     options: TranscribeOptions,
     read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
     eager: bool = False,
+    pack: bool = True,
+    on_segments: Callable[[Any, list[Segment]], None] | None = None,
 ) -> Iterator[FileDone]:
     """Transcribe `(key, audio)` items, `options.batch_size` windows a decoding batch, packing
     short files; yields each file's `FileDone` as soon as it is done (not in input order).
@@ -146,21 +151,30 @@ def transcribe_files(
     (or any exception while that file is decoded) is a `FileDone` with the error, and the
     others go on. With `eager`, a batch that is not full is decoded whenever no read input
     waits (for items that arrive over time, as a server's requests do, and may block);
-    otherwise reading goes on until a batch is full or the items end.
+    otherwise reading goes on until a batch is full or the items end. Without `pack`, every
+    file is decoded on its own, as `transcribe` in batched mode decodes it, whatever else is
+    in work. `on_segments(key, segments)` is called with each file's next segments, in order,
+    as soon as the chunks before them are done (the transcript's segments, as they come).
     """
     verify(options)
-    engine = _Engine(model, options)
-    reader = _ReadAhead(items, lambda audio: _read(model, audio, read, engine.packs), READ_AHEAD)
+    engine = _Engine(model, options, pack, on_segments)
+
+    def read_file(key: Any, audio: AudioInput) -> _File:
+        file = _read(model, audio, read, engine.packs, options.chunk_length)
+        file.key = key
+        return file
+
+    reader = ReadAhead(items, read_file, READ_AHEAD, READ_AHEAD_SECONDS, lambda f: f.duration)
     try:
         while True:
             item = reader.take(block=not (eager and engine.busy()))
             if item is None:  # eager, and nothing read waits: decode what there is
                 yield from engine.round()
                 continue
-            if item is _ReadAhead._END:
+            if item is ReadAhead.END:
                 break
             key, loaded = item
-            if key is _ReadAhead._END:  # iterating the items raised: so does this
+            if key is ReadAhead.END:  # iterating the items raised: so does this
                 raise loaded
             if isinstance(loaded, Exception):
                 yield FileDone(key, error=loaded)
@@ -179,12 +193,13 @@ def _read(
     audio: AudioInput,
     read: Callable[[AudioInput], tuple[np.ndarray, tuple[str, ...]]],
     packs: bool,
+    chunk_length: float,
 ) -> _File:
     samples, warnings = read(audio)
     detector = detect_speech(samples)
     mel = LogMelFrames.from_blocks([samples], model.model.dims.n_mels)
     duration = mel.content_frames / FRAMES_PER_SECOND
-    chunks = speech_chunks(detector, duration)
+    chunks = speech_chunks(detector, duration, chunk_length)
     packable = packs and len(chunks) == 1 and chunks[0][1] - chunks[0][0] <= _pack_frames()
     kept = samples if packable else None
     return _File(None, mel, duration, chunks, kept, warnings, detector)
@@ -194,64 +209,19 @@ def _pack_frames() -> int:
     return round(PACK_SECONDS * FRAMES_PER_SECOND)
 
 
-class _ReadAhead:
-    """`read(audio)` of each item on a background thread, at most `depth` results waiting:
-    iterating gives (key, result or the exception it raised), in input order."""
-
-    _END = object()
-
-    def __init__(self, items: Iterable[tuple[Any, Any]], read: Callable[[Any], Any], depth: int):
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(iter(items), read), name="whisper-cli-read", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, items: Iterator[tuple[Any, Any]], read: Callable[[Any], Any]) -> None:
-        try:
-            for key, audio in items:
-                if self._stop.is_set():
-                    return
-                try:
-                    result = read(audio)
-                    if isinstance(result, _File):
-                        result.key = key
-                except Exception as error:  # the file's own failure, reported with it
-                    result = error
-                self._put((key, result))
-        except Exception as error:  # the items themselves failed: end with it
-            self._put((self._END, error))
-        finally:
-            self._put(self._END)
-
-    def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def take(self, block: bool = True) -> Any:
-        """The next (key, result), `_END` after the last, or None when not blocking and
-        nothing waits."""
-        try:
-            return self._queue.get(block=block)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 class _Engine:
     """The units (chunks, packed windows) waiting to be decoded, and the files in work."""
 
-    def __init__(self, model: WhisperParts, options: TranscribeOptions):
+    def __init__(
+        self,
+        model: WhisperParts,
+        options: TranscribeOptions,
+        pack: bool = True,
+        on_segments: Callable[[Any, list[Segment]], None] | None = None,
+    ):
         self.model = model
         self.options = options
+        self.on_segments = on_segments
         tokenizer = model.tokenizer
         requested = options.decoding.language
         self.language = None if requested is None else language_code(requested)
@@ -262,7 +232,7 @@ class _Engine:
             task = "transcribe"  # an English-only model can only transcribe
         prompt = tuple(initial_prompt_tokens(model, options)) or None
         self.decoding = replace(options.decoding, task=task, prompt=prompt)
-        self.packs = self.language is not None
+        self.packs = pack and self.language is not None
         self.waiting: deque[_Unit] = deque()
         self.to_pack: list[_File] = []
 
@@ -289,8 +259,8 @@ class _Engine:
         elif file.samples is not None:
             self._to_pack(file)
         else:
-            for start, end in file.chunks:
-                self._queue_chunk(file, start, end)
+            for index, (start, end) in enumerate(file.chunks):
+                self._queue_chunk(file, index, start, end)
 
     def _to_pack(self, file: _File) -> None:
         file.open_units += 1  # a window to come
@@ -299,9 +269,11 @@ class _Engine:
             self._pack(self.to_pack[:-1])
             self.to_pack = self.to_pack[-1:]
 
-    def _queue_chunk(self, file: _File, start: int, end: int, counted: bool = False) -> None:
+    def _queue_chunk(
+        self, file: _File, index: int, start: int, end: int, counted: bool = False
+    ) -> None:
         file.open_units += 0 if counted else 1
-        self.waiting.append(_Chunk(file, end, start))
+        self.waiting.append(_Chunk(file, index, end, start))
 
     @staticmethod
     def _packed_seconds(files: list[_File]) -> float:
@@ -314,7 +286,7 @@ class _Engine:
         if len(files) == 1:
             start, end = files[0].chunks[0]
             files[0].samples = None
-            self._queue_chunk(files[0], start, end, counted=True)
+            self._queue_chunk(files[0], 0, start, end, counted=True)
             return
         gap = np.zeros(round(GAP * SAMPLE_RATE), dtype=np.float32)
         parts, pieces, at = [], [], 0.0
@@ -412,8 +384,9 @@ class _Engine:
             return
         # the model may place a timestamp in the padding after the chunk: no further
         end = min(chunk.end / FRAMES_PER_SECOND, chunk.file.duration)
-        chunk.file.found.extend((clamped(s, end), result) for s, result in chunk.found)
+        chunk.file.found[chunk.index] = [(clamped(s, end), result) for s, result in chunk.found]
         chunk.file.open_units -= 1
+        self._hand_over(chunk.file)
 
     def _packed_result(
         self,
@@ -451,30 +424,40 @@ class _Engine:
                 continue
             file.samples = None
             if not mine:  # nothing it can be sure of: the piece alone, as a chunk
-                self._queue_chunk(file, chunk_start, chunk_end)
+                self._queue_chunk(file, 0, chunk_start, chunk_end)
                 continue
             shift = chunk_start / FRAMES_PER_SECOND - start
             end = min(chunk_end / FRAMES_PER_SECOND, file.duration)
-            file.found.extend(
+            file.found[0] = [
                 (clamped(moved(segment, shift, chunk_start), end), result) for segment in mine
-            )
+            ]
+            self._hand_over(file)
+
+    def _hand_over(self, file: _File) -> None:
+        """The segments of the file's chunks that are done, up to the first that is not, in
+        order (as batched mode gives them), added to its segments and to `on_segments`."""
+        tokenizer = self.model.tokenizer
+        new: list[Segment] = []
+        for index in sorted(file.found):
+            if index != file.handed:
+                break
+            for pending, result in file.found.pop(index):
+                text = shown_text(pending, tokenizer)
+                if text is None:
+                    continue
+                segment = to_segment(
+                    pending, len(file.segments), text, result, file.duration,
+                    self.options.word_timestamps,
+                )  # fmt: skip
+                file.segments.append(segment)
+                new.append(segment)
+            file.handed += 1
+        if new and self.on_segments is not None:
+            self.on_segments(file.key, new)
 
     def _finish(self, file: _File) -> FileDone:
-        tokenizer = self.model.tokenizer
-        segments = []
-        ordered = sorted(file.found, key=lambda found: found[0].start)
-        for pending, result in ordered:
-            text = shown_text(pending, tokenizer)
-            if text is None:
-                continue
-            segments.append(
-                to_segment(
-                    pending, len(segments), text, result, file.duration,
-                    self.options.word_timestamps,
-                )
-            )  # fmt: skip
         info = TranscriptionInfo(file.language, file.probability, file.mel.n_samples / SAMPLE_RATE)
-        transcript = collect(self.model, info, segments)
+        transcript = collect(self.model, info, file.segments)
         return FileDone(file.key, transcript=transcript, warnings=file.warnings)
 
 

@@ -149,7 +149,8 @@ def transcribe_stream(
     window: tuple[int, int] | None = (0, N_FRAMES)
     if in_chunks:
         assert detector is not None
-        chunks = batched.speech_chunks(detector, content_frames / FRAMES_PER_SECOND)
+        seconds = content_frames / FRAMES_PER_SECOND
+        chunks = batched.speech_chunks(detector, seconds, options.chunk_length)
         # the first chunk's window: speech, and the first to be decoded
         window = (chunks[0][0], chunks[0][1] - chunks[0][0]) if chunks else None
     elif detector is not None:
