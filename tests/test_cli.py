@@ -957,6 +957,22 @@ def test_the_program_spares_the_interpreter_its_last_collection():
     assert result.stdout.splitlines() == [f"whisper-cli {__version__}", "frozen"]
 
 
+def test_the_program_imports_pytorch_without_collecting_and_freezes_it():
+    """PyTorch's ~170,000 objects are frozen out of the cyclic collector once imported, so
+    that no full collection walks them again, and none runs during the import itself."""
+    script = (
+        "import gc, sys\n"
+        "full = []\n"
+        "gc.callbacks.append(lambda phase, info: full.append(info['generation'] == 2))\n"
+        "from whisper_cli.cli.run import import_torch\n"
+        "import_torch()\n"
+        "print('torch' in sys.modules, any(full), gc.isenabled(), gc.get_freeze_count() > 10**5)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "True", "True"]
+
+
 # ---------------------------------------------------------------------------------------------
 # the real base model on real recordings
 

@@ -125,6 +125,22 @@ def test_stored_weights_read_what_safetensors_reads(tmp_path):
             assert not any(start <= read.data_ptr() < end for start, end in ranges)
 
 
+def test_a_sharded_folder_is_read_shard_by_shard_as_one(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    whole = load_model(folder, device="cpu")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(state)
+    shards = {"a.safetensors": names[::2], "b.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({k: state[k] for k in keys}, folder / file)
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    stored = stored_weights(folder)
+    assert stored is not None and set(stored) == set(state)
+    assert torch.equal(_first_logits(load_model(folder, device="cpu")), _first_logits(whole))
+
+
 def test_weights_stored_weights_cannot_vouch_for_go_to_safetensors(tiny_checkpoint, tmp_path):
     """A file whose header does not match its size (cut short) is left to safetensors' own
     loader, which says what is wrong."""
@@ -168,21 +184,33 @@ def test_assign_checked_hands_over_each_unit_before_reading_on(tmp_path, monkeyp
         assert torch.equal(value, state[key])
 
 
-def test_int8_quantised_as_it_loads_is_int8_quantised_after_loading(tiny_checkpoint, monkeypatch):
+@pytest.mark.parametrize("compute_type", ["int8", "float32"])
+def test_laid_out_as_it_loads_is_laid_out_as_after_loading(
+    tiny_checkpoint, tmp_path, monkeypatch, compute_type
+):
     """Block by block while the checkpoint is read, or the whole model once read (as before):
-    the same layers, the same logits to the bit."""
+    the same layers, the same logits to the bit (float16 weights, as OpenAI's: the float32
+    layout is then FBGEMM's float16 one)."""
     from whisper_cli.whisper import loading, packing
 
-    streamed = load_model(tiny_checkpoint, device="cpu", compute_type="int8")
+    folder = _copy(tiny_checkpoint, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    save_file({k: v.half() for k, v in state.items()}, folder / "model.safetensors")
+    streamed = load_model(folder, device="cpu", compute_type=compute_type)
 
-    class AfterLoading(packing.StreamedQuantiser):
+    class AfterLoading(packing.StreamedLayout):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.units = []  # nothing quantised as it loads: prepare_for_cpu does it all
+            self.units = []  # nothing laid out as it loads: prepare_for_cpu does it all
 
-    monkeypatch.setattr(loading, "StreamedQuantiser", AfterLoading)
-    whole = load_model(tiny_checkpoint, device="cpu", compute_type="int8")
-    assert isinstance(streamed.model.decoder.blocks[0].attn.query_key_value, Int8Linear)
+    monkeypatch.setattr(loading, "StreamedLayout", AfterLoading)
+    whole = load_model(folder, device="cpu", compute_type=compute_type)
+    kinds = [
+        [type(module).__name__ for module in model.model.modules()] for model in (streamed, whole)
+    ]
+    assert kinds[0] == kinds[1]
+    fused = type(streamed.model.decoder.blocks[0].attn.query_key_value)
+    assert fused is not torch.nn.Linear and streamed.model.decoder.output is not None
     assert torch.equal(_first_logits(streamed), _first_logits(whole))
 
 

@@ -6,6 +6,7 @@ files or onto standard output; one input failing does not stop the others.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import sys
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,7 @@ class ModelSettings:
 
     def load(self, ui: Ui) -> SpeechModel:
         """Load the model (raises ModelError); sets PyTorch's thread count first."""
+        import_torch()
         return self.spec().load(download_progress(ui.interactive))
 
     def spec(self) -> ModelSpec:
@@ -57,6 +59,24 @@ class ModelSettings:
             self.compute_type,
             self.threads,
         )
+
+
+def import_torch() -> None:
+    """Import PyTorch with the cyclic garbage collector paused, then freeze everything the
+    program holds so far out of its later passes. The import makes ~170,000 objects and sets
+    off two full collections (0.07 s), and every full collection after it walks them all again
+    (0.1 s more in a one-file run); the price is the import's own cyclic garbage, ~7,000
+    objects that stay. For the program only: a library leaves its host's collector alone."""
+    if "torch" in sys.modules:
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def download_progress(show: bool) -> type | None:

@@ -22,7 +22,12 @@ from whisper_cli.checkpoint import (
 from whisper_cli.errors import ModelError, first_line
 from whisper_cli.hub import Checkpoint
 from whisper_cli.whisper.model import ENGLISH_VOCAB, ModelDimensions, Whisper
-from whisper_cli.whisper.packing import StreamedQuantiser, kept_at_half, prepare_for_cpu
+from whisper_cli.whisper.packing import (
+    StreamedLayout,
+    kept_at_half,
+    prepare_for_cpu,
+    streams_float32,
+)
 from whisper_cli.whisper.tokenizer import N_TIMESTAMPS, Tokenizer, bundled_tokenizer
 from whisper_cli.whisper.transcribe import WhisperModel
 
@@ -115,6 +120,12 @@ def _alignment_heads(folder: Path) -> list[tuple[int, int]] | None:
         raise ModelError(f"{path}: alignment_heads must be [layer, head] pairs") from None
 
 
+def _lays_out_as_it_loads(device: torch.device, dtype: torch.dtype, compute_type: str) -> bool:
+    """Whether the model is laid out for the CPU block by block as it loads (`StreamedLayout`)
+    rather than once loaded (`prepare_for_cpu`)."""
+    return device.type == "cpu" and (compute_type == "int8" or streams_float32(dtype))
+
+
 def _build(
     dims: ModelDimensions,
     state: dict[str, torch.Tensor],
@@ -124,9 +135,10 @@ def _build(
     compute_type: str,
     lookup_from: Path | None = None,
 ) -> Whisper:
-    """The network with the checkpoint's weights, int8 layers quantised as they load; the
-    token embedding, once a projection is made from it, read from a mapping of the
-    safetensors in `lookup_from` (`_map_lookup_table`)."""
+    """The network with the checkpoint's weights, laid out for the CPU block by block as they
+    load where it computes there in int8 or float32 (`StreamedLayout`); the token embedding,
+    once a projection is made from it, read from a mapping of the safetensors in
+    `lookup_from` (`_map_lookup_table`)."""
     import torch
 
     with torch.device("meta"):
@@ -135,18 +147,18 @@ def _build(
     keep_half: set[str] = set()
     if device.type == "cpu" and dtype == torch.float32:
         keep_half = kept_at_half(model, compute_type)
-    if compute_type != "int8":
+    if not _lays_out_as_it_loads(device, dtype, compute_type):
         assign_checked(model, state, dtype, source, keep_half)
-    else:  # quantised block by block as the weights come in
+    else:
 
         def projection_done() -> None:  # the float16 embedding goes at once
             if lookup_from is not None:
                 _map_lookup_table(model, lookup_from)
 
         with ThreadPoolExecutor(torch.get_num_threads()) as pool:
-            quantiser = StreamedQuantiser(model, pool, projection_done)
-            assign_checked(model, state, dtype, source, keep_half, quantiser.units, quantiser)
-            quantiser.finish_all()
+            layout = StreamedLayout(model, pool, compute_type, projection_done)
+            assign_checked(model, state, dtype, source, keep_half, layout.units, layout)
+            layout.finish_all()
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -248,7 +260,7 @@ def load_whisper(
         model.decoder.fuse_self_attention()
     if device.type == "cpu":
         prepare_for_cpu(model, compute_type)
-        # (int8 mapped it as it loaded)
-        if model.decoder.output is not None and config is not None and compute_type != "int8":
+        mapped = _lays_out_as_it_loads(device, dtype, compute_type)  # as it loaded, if so
+        if model.decoder.output is not None and config is not None and not mapped:
             _map_lookup_table(model, checkpoint.path)
     return WhisperModel(model, tokenizer, checkpoint.name, compute_type)

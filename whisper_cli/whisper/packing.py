@@ -192,33 +192,49 @@ def kept_at_half(model: Whisper, compute_type: str) -> set[str]:
     return encoder_layers  # no projection layer: the embedding is read every step
 
 
-# (put the layer in place, its blocks being packed, the weight's shape, the bias)
+# (put the layer in place, the layer's blocks or the layer (None: keep the one there), shape,
+# bias)
 _Job = tuple[Callable[[nn.Module], None], list[Future], tuple[int, int], Tensor | None]
 
 
-class StreamedQuantiser:
-    """Quantises a Whisper model in int8 while its checkpoint loads, as `assign_checked`'s
-    `finish` for the `units` it names: each encoder and decoder block's linear layers (a
-    decoder block's self-attention projections fused first, as `fuse_self_attention` does), and
-    the vocabulary projection made from the token embedding, as soon as their weights are in.
+def streams_float32(dtype: torch.dtype) -> bool:
+    """Whether a model computing in `dtype` on the CPU gets `streamed_linear`'s layout."""
+    return dtype == torch.float32 and (half_weights_work() or packing_works())
 
-    The weights are quantised and packed on `pool`'s threads (the kernels let go of the GIL)
+
+class StreamedLayout:
+    """Lays a Whisper model out for the CPU while its checkpoint loads, as `assign_checked`'s
+    `finish` for the `units` it names, as soon as their weights are in; what `prepare_for_cpu`
+    does to a whole model, and then leaves alone. In int8, each encoder and decoder block's
+    linear layers are quantised; in float32, the decoder's layers a step reads are laid out by
+    `streamed_linear`; in both, a decoder block's self-attention projections are fused first
+    (as `fuse_self_attention` does), and the vocabulary projection is made from the token
+    embedding.
+
+    The weights are quantised or packed on `pool`'s threads (the kernels let go of the GIL)
     while the loading thread reads the next ones; the layers are put in place on the loading
-    thread, in order. At most `AHEAD` units wait at the checkpoint's precision, so loading never
-    holds the whole model in float16 or float32 beside its int8 layers. The arithmetic is
-    `prepare_for_cpu`'s: each weight's rows are quantised on their own, wherever they are."""
+    thread, in order. At most `AHEAD` units wait at the checkpoint's precision, so loading
+    holds a few blocks twice, never the whole model. The arithmetic is `prepare_for_cpu`'s: each
+    weight's rows are quantised on their own (int8), each layer packed from the same weight."""
 
     AHEAD = 3
 
     def __init__(
-        self, model: Whisper, pool: Executor, projection_done: Callable[[], None] | None = None
+        self,
+        model: Whisper,
+        pool: Executor,
+        compute_type: str,
+        projection_done: Callable[[], None] | None = None,
     ):
         """`projection_done` is called once the projection is in place (the float16 token
         embedding it was made from may then be let go)."""
         self.model = model
         self.pool = pool
+        self.int8 = compute_type == "int8"
         self.projection_done = projection_done
-        self.units = [f"encoder.blocks.{i}" for i in range(len(model.encoder.blocks))]
+        self.units = []
+        if self.int8:
+            self.units += [f"encoder.blocks.{i}" for i in range(len(model.encoder.blocks))]
         self.units += [f"decoder.blocks.{i}" for i in range(len(model.decoder.blocks))]
         self.units.append("decoder.token_embedding")
         self._pending: deque[tuple[list[_Job], Callable[[], None] | None]] = deque()
@@ -228,18 +244,27 @@ class StreamedQuantiser:
         module = self.model.get_submodule(name)
         if module is decoder.token_embedding:
             install = partial(setattr, decoder, "output")
+            if not self.int8:  # halved first where exact, as prepare_for_cpu does
+                module.weight = halve_if_exact(module.weight)
             jobs = [self._submit(install, module.weight, None)]
             self._pending.append((jobs, self.projection_done))
         else:
             attention = getattr(module, "attn", None)
-            if getattr(module, "cross_attn", None) is not None and attention is not None:
+            cross = getattr(module, "cross_attn", None)
+            if cross is not None and attention is not None:
                 attention.fuse_query_key_value()  # a decoder block
-            layers = [
-                (parent, child_name, child)
-                for parent in module.modules()
-                for child_name, child in parent.named_children()
-                if isinstance(child, nn.Linear)
-            ]
+            if self.int8:
+                layers = [
+                    (parent, child_name, child)
+                    for parent in module.modules()
+                    for child_name, child in parent.named_children()
+                    if isinstance(child, nn.Linear)
+                ]
+            else:  # the layers a decoding step reads: not the cross-attention keys and values
+                layers = [
+                    (parent, child_name, getattr(parent, child_name))
+                    for parent, child_name in _step_layers(module)
+                ]
             jobs = [
                 self._submit(partial(setattr, parent, child_name), child.weight, child.bias)
                 for parent, child_name, child in layers
@@ -250,6 +275,8 @@ class StreamedQuantiser:
     def _submit(
         self, install: Callable[[nn.Module], None], weight: Tensor, bias: Tensor | None
     ) -> _Job:
+        if not self.int8:
+            return install, [self.pool.submit(streamed_linear, weight, bias)], (0, 0), None
         pieces = weight.detach().split(Int8Linear.PACK_ROWS)
         futures = [
             self.pool.submit(quantize_rows, piece, Int8Linear.BLOCK_ROWS) for piece in pieces
@@ -266,7 +293,10 @@ class StreamedQuantiser:
                 return
             self._pending.popleft()
             for install, futures, shape, bias in jobs:
-                install(Int8Linear.from_blocks([f.result() for f in futures], shape, bias))
+                if self.int8:
+                    install(Int8Linear.from_blocks([f.result() for f in futures], shape, bias))
+                elif (layer := futures[0].result()) is not None:
+                    install(layer)
             if then is not None:
                 then()
             wait = False
@@ -275,6 +305,21 @@ class StreamedQuantiser:
         """Wait for every unit, and put its layers in place."""
         while self._pending:
             self._install(wait=True)
+
+
+def _step_layers(block: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(module, attribute) of a decoder block's layers that every decoding step reads (not the
+    cross-attention keys and values: they read the audio, once a window)."""
+    cross = block.cross_attn
+    assert cross is not None
+    return [
+        (block.attn, "query_key_value"),
+        (block.attn, "out"),
+        (cross, "query"),
+        (cross, "out"),
+        (block.mlp, "0"),
+        (block.mlp, "2"),
+    ]
 
 
 def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
@@ -286,28 +331,19 @@ def prepare_for_cpu(model: Whisper, compute_type: str) -> None:
     if compute_type == "int8":
         # the projection streams the whole embedding matrix every step: in int8 a quarter of
         # the memory traffic (1.1 against 6.8 ms a step for 5 beams with base)
-        if decoder.output is None:  # unless quantised as it loaded (`StreamedQuantiser`)
+        if decoder.output is None:  # unless quantised as it loaded (`StreamedLayout`)
             decoder.output = Int8Linear(decoder.token_embedding.weight)
         quantize_linear_layers(model)
         # the embedding now only looks tokens up
         decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
-    elif model.dtype == torch.float32 and (half_weights_work() or packing_works()):
-        # the embedding halved first (where exact), so the projection is built from float16
+    elif streams_float32(model.dtype) and decoder.output is None:  # unless laid out as it
+        # loaded (`StreamedLayout`); the embedding halved first (where exact), so that the
+        # projection is built from float16
         decoder.token_embedding.weight = halve_if_exact(decoder.token_embedding.weight)
-        # (module, attribute, weight, bias) of the decoder's layers a step reads; not the
-        # cross-attention keys and values: they read the audio, once a window
+        # (module, attribute, weight, bias) of the decoder's layers a step reads
         layers = []
         for block in decoder.blocks:
-            cross = block.cross_attn
-            assert cross is not None
-            for module, name in [
-                (block.attn, "query_key_value"),
-                (block.attn, "out"),
-                (cross, "query"),
-                (cross, "out"),
-                (block.mlp, "0"),
-                (block.mlp, "2"),
-            ]:
+            for module, name in _step_layers(block):
                 layer = getattr(module, name)
                 layers.append((module, name, layer.weight, layer.bias))
         # laying out takes a while (0.5 s for base in float16), and lets go of the GIL
