@@ -3,11 +3,14 @@ window, each file's segments on its own clock, each failure its own."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from whisper_cli.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from whisper_cli.errors import AudioError
+from whisper_cli.options import TranscribeOptions
 from whisper_cli.whisper import engine
 from whisper_cli.whisper.engine import assign_to_pieces, clamped, moved
 from whisper_cli.whisper.timing import PendingSegment, TimedWord
@@ -219,3 +222,34 @@ def test_a_folder_of_short_files_keeps_each_files_words(real_model, audio_dir, m
         for segment in transcript.segments:
             assert 0 <= segment.start <= segment.end <= transcript.duration + 1e-6
     assert totals["many"] <= totals["alone"] + 0.05 * totals["words"], totals
+
+
+@pytest.mark.real_model
+def test_files_that_repeat_each_other_share_a_window(real_model, audio_dir, monkeypatch):
+    """Repetition is judged on each file's own text, not on the packed window's: two files of
+    the same sentence (a prompt read by two speakers) take one encoder pass together, where
+    the window's text, the sentence twice, is too repetitive by the window's measure, and
+    each gets the words it gets alone."""
+    from whisper_cli.whisper.model import AudioEncoder
+
+    passes = []
+    forward = AudioEncoder.forward
+    monkeypatch.setattr(AudioEncoder, "forward", lambda *a: (passes.append(1), forward(*a))[1])
+    path = str(audio_dir / "en_ls_1995-1837-0001.wav")
+    alone = real_model.transcribe(path, language="en").text
+    passes.clear()
+    many = [t for _, t in real_model.transcribe_many([path, path], language="en", batch_size=8)]
+    assert len(passes) == 1
+    assert [t.text for t in many] == [alone, alone]
+
+
+def test_a_piece_is_repetitive_by_its_own_text(tiny_model):
+    options = TranscribeOptions.from_kwargs(language="en", batch_size=2)
+    parts = engine._Engine(tiny_model, options)
+    tokenizer = tiny_model.tokenizer
+    once = PendingSegment(0, 0.0, 5.0, tokenizer.encode(" The sound of rain on the roof."), [])
+    again = PendingSegment(0, 0.0, 9.0, tokenizer.encode(" again and" * 30), [])
+    assert not parts._repetitive([once, once])  # two sentences of its own: judged as one text
+    assert parts._repetitive([once, again])
+    unchecked = engine._Engine(tiny_model, replace(options, compression_ratio_threshold=None))
+    assert not unchecked._repetitive([again])

@@ -8,10 +8,11 @@ cut into speech chunks as in batched mode (`batched.speech_chunks`). Then:
 - A file whose speech is one chunk of at most `PACK_SECONDS` is a *piece*: pieces of the same
   language are glued into one window, `GAP` seconds of silence apart, and decoded as one audio.
   Each segment goes back to the file whose span holds it, with its times moved to that file's
-  clock. Where that cannot be guaranteed, the pieces are decoded again each alone: a segment
-  that straddles two files, a window that stopped before its last piece, a piece that got no
-  text, or a window that needed temperature fallback or looked silent (so that each file keeps
-  its own no-speech check and fallback).
+  clock. Where that cannot be guaranteed, the pieces are packed once more, then decoded each
+  alone: a segment that straddles two files, a window that stopped before its last piece, a
+  piece that got no text or whose own text is too repetitive, or a window whose
+  log-probability called for temperature fallback or that looked silent (so that each file
+  keeps its own no-speech check and fallback).
 - Every other chunk (longer files; pieces decoded alone) runs its own seek loop, as in batched
   mode, with windows of any file in the same decoding batch.
 
@@ -37,7 +38,7 @@ import torch
 from whisper_cli.audio.vad import SpeechDetector, detect_speech
 from whisper_cli.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from whisper_cli.options import DecodingOptions, TranscribeOptions, verify
-from whisper_cli.results import Segment, Transcript, TranscriptionInfo
+from whisper_cli.results import Segment, Transcript, TranscriptionInfo, compression_ratio
 from whisper_cli.whisper.batched import (
     LEFT_UNSAID,
     SPEECH_PAD,
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
     from whisper_cli.protocol import AudioInput
 
 PACK_SECONDS = 28.0  # the most speech (and gaps) one packed window holds
-GAP = 2.0  # seconds of silence between two files in a packed window (1 s: more merged segments)
+GAP = 3.0  # seconds of silence between two files in a packed window (less: more segments over two)
 READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
 READ_AHEAD_SECONDS = 3600.0  # and audio waiting, at most (its features: 115 MB an hour)
 PACKINGS = 2  # windows a piece may be packed into before it is decoded alone
@@ -404,13 +405,20 @@ class _Engine:
         heard = sum(
             _heard(f, f.chunks[0][0], f.chunks[0][1] - f.chunks[0][0]) for f, _ in packed.pieces
         )
-        silent = is_silent(result, options, heard, text_tokens(result, self.model.tokenizer))
-        if not judge(result, options).needs_fallback and not silent:
+        tokenizer = self.model.tokenizer
+        silent = is_silent(result, options, heard, text_tokens(result, tokenizer))
+        # repetition is judged on each file's own text (below): the files of one window may
+        # well repeat each other (the same prompt read by many speakers)
+        whole = replace(options, compression_ratio_threshold=None)
+        if not judge(result, whole).needs_fallback and not silent:
             text = read_window(
                 self.model, Window(0, packed.size), result, features, decoding, options, 0.0
             )
-            segments = split_on_pauses(text.segments, options, self.model.tokenizer.eot)
-            assigned = assign_to_pieces(segments, spans)
+            segments = split_on_pauses(text.segments, options, tokenizer.eot)
+            assigned = [
+                None if mine is None or self._repetitive(mine) else mine
+                for mine in assign_to_pieces(segments, spans)
+            ]
             if not text.single_timestamp_ending:  # the window stopped short: pieces it left
                 reached = text.advance / FRAMES_PER_SECOND + LEFT_UNSAID
                 for index, (_, end) in enumerate(spans):
@@ -432,6 +440,15 @@ class _Engine:
                 (clamped(moved(segment, shift, chunk_start), end), result) for segment in mine
             ]
             self._hand_over(file)
+
+    def _repetitive(self, segments: list[PendingSegment]) -> bool:
+        """Whether a piece's own text is too repetitive: as a window alone would be judged,
+        it is then decoded again (alone, where it gets its own temperature fallback)."""
+        threshold = self.options.compression_ratio_threshold
+        if threshold is None:
+            return False
+        text = self.model.tokenizer.decode([t for s in segments for t in s.tokens]).strip()
+        return compression_ratio(text) > threshold
 
     def _hand_over(self, file: _File) -> None:
         """The segments of the file's chunks that are done, up to the first that is not, in
