@@ -125,9 +125,9 @@ def test_stored_weights_read_what_safetensors_reads(tmp_path):
             assert not any(start <= read.data_ptr() < end for start, end in ranges)
 
 
-def test_a_sharded_folder_is_read_shard_by_shard_as_one(tiny_checkpoint, tmp_path):
-    folder = _copy(tiny_checkpoint, tmp_path)
-    whole = load_model(folder, device="cpu")
+def _shard(folder: Path) -> dict[str, torch.Tensor]:
+    """Split a folder's model.safetensors into two shards and an index, as large checkpoints
+    come; the tensors it held."""
     state = load_file(folder / "model.safetensors")
     (folder / "model.safetensors").unlink()
     names = sorted(state)
@@ -136,6 +136,13 @@ def test_a_sharded_folder_is_read_shard_by_shard_as_one(tiny_checkpoint, tmp_pat
         save_file({k: state[k] for k in keys}, folder / file)
     weight_map = {k: file for file, keys in shards.items() for k in keys}
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return state
+
+
+def test_a_sharded_folder_is_read_shard_by_shard_as_one(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    whole = load_model(folder, device="cpu")
+    state = _shard(folder)
     stored = stored_weights(folder)
     assert stored is not None and set(stored) == set(state)
     assert torch.equal(_first_logits(load_model(folder, device="cpu")), _first_logits(whole))
@@ -299,14 +306,7 @@ def test_mapped_tensor_declines_what_it_cannot_view(tmp_path):
 
 def test_mapped_tensor_finds_the_shard_that_holds_it(tiny_checkpoint, tmp_path):
     folder = _copy(tiny_checkpoint, tmp_path)
-    state = load_file(folder / "model.safetensors")
-    (folder / "model.safetensors").unlink()
-    names = sorted(state)
-    shards = {"a.safetensors": names[::2], "b.safetensors": names[1::2]}
-    for file, keys in shards.items():
-        save_file({k: state[k] for k in keys}, folder / file)
-    weight_map = {k: file for file, keys in shards.items() for k in keys}
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    state = _shard(folder)
     for key in ("model.decoder.embed_tokens.weight", "model.encoder.conv1.weight"):
         table = mapped_tensor(folder, hf_to_openai_key(key), hf_to_openai_key)
         assert table is not None and torch.equal(table, state[key])
