@@ -107,6 +107,7 @@ def test_build_options_defaults_follow_openai_cli():
     assert options.decoding.task == "transcribe"
     assert options.decoding.language is None
     assert options.decoding.beam_size == 5 and options.decoding.best_of == 5
+    assert options.decoding.seed == 0
     assert options.decoding.patience is None and options.decoding.length_penalty is None
     assert options.decoding.suppress_tokens == (-1,)
     assert options.temperatures == pytest.approx((0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
@@ -129,6 +130,7 @@ def test_build_options_maps_every_value():
         "logprob_threshold": None,
         "no_speech_threshold": None,
         "best_of": 3,
+        "seed": 42,
         "beam_size": 2,
         "patience": 1.5,
         "length_penalty": 0.5,
@@ -144,6 +146,7 @@ def test_build_options_maps_every_value():
     options, writer = build_options("translate", **values)
     assert options.decoding.task == "translate" and options.decoding.language == "de"
     assert (options.decoding.best_of, options.decoding.beam_size) == (3, 2)
+    assert options.decoding.seed == 42
     assert (options.decoding.patience, options.decoding.length_penalty) == (1.5, 0.5)
     assert options.decoding.suppress_tokens == (-1, 220)
     assert options.temperatures == (0.3,)

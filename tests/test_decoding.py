@@ -180,6 +180,7 @@ def test_invalid_options_are_refused(tiny_model):
         DecodingOptions(patience=2.0),
         DecodingOptions(language="xx"),
         DecodingOptions(length_penalty=3.0),
+        DecodingOptions(seed=-1),
     ):
         with pytest.raises(OptionsError):
             DecodingTask(tiny_model.model, tiny_model.tokenizer, options)
@@ -233,13 +234,40 @@ def test_no_window_of_a_beam_batch_ends_before_its_reach(tiny_model):
     assert results[1].tokens == alone[0].tokens
 
 
-def test_sampling_is_reproducible_with_a_seed(tiny_model):
+def test_sampling_repeats_itself_from_its_seed(tiny_model):
+    """At a temperature above 0 each window's draws start from the options' seed (0 unless
+    given): the same samples whatever the global generator's state or what was decoded
+    before; another seed, other samples; None, the global generator (seeded by the caller)."""
     features = _tiny_features(tiny_model)
     options = DecodingOptions(language="en", sample_len=15, temperature=1.0, best_of=3)
-    torch.manual_seed(7)
-    first = decode(tiny_model.model, tiny_model.tokenizer, features, options)[0].tokens
-    torch.manual_seed(7)
+    task = DecodingTask(tiny_model.model, tiny_model.tokenizer, options)
+    first = task.run(features)[0].tokens
+    torch.manual_seed(123)  # the global generator elsewhere
+    assert task.run(features)[0].tokens == first  # the same task again: from the seed anew
     assert decode(tiny_model.model, tiny_model.tokenizer, features, options)[0].tokens == first
+    other = decode(tiny_model.model, tiny_model.tokenizer, features, options, seed=1)[0]
+    assert other.tokens != first
+    unseeded = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        result = decode(tiny_model.model, tiny_model.tokenizer, features, options, seed=None)
+        unseeded.append(result[0].tokens)
+    assert unseeded[0] == unseeded[1]
+
+
+def test_a_draw_is_the_categorical_distributions_draw():
+    """Unseeded, a draw takes from the global generator what openai-whisper's
+    `Categorical(logits=logits / temperature).sample()` takes, and gives the same tokens."""
+    from whisper_cli.whisper.decoding import GreedyDecoder
+
+    logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(2)) * 4
+    for temperature in (0.2, 1.0):
+        torch.manual_seed(11)
+        expected = torch.distributions.Categorical(logits=logits / temperature).sample()
+        state = torch.get_rng_state()
+        torch.manual_seed(11)
+        assert torch.equal(GreedyDecoder(temperature, eot=499)._draw(logits), expected)
+        assert torch.equal(torch.get_rng_state(), state)  # as much of the generator used
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class DecodingOptions:
     beam_size: int | None = None  # beams at temperature 0; None: greedy
     patience: float | None = None  # finished beams to wait for, as a multiple of beam_size
     length_penalty: float | None = None  # None: rank by mean log-probability
+    seed: int | None = 0  # of each window's draws above 0, so runs repeat; None: torch's RNG
 
     # context
     prompt: str | tuple[int, ...] | None = None  # text before this window (previous windows)
@@ -143,6 +144,8 @@ def verify_decoding(options: DecodingOptions) -> None:
         raise OptionsError("patience must be above 0")
     if options.length_penalty is not None and not 0 <= options.length_penalty <= 1:
         raise OptionsError("length_penalty must be between 0 and 1")
+    if options.seed is not None and not 0 <= options.seed < 2**63:
+        raise OptionsError("seed must be between 0 and 2**63 - 1")
 
 
 def clips_requested(options: TranscribeOptions) -> bool:

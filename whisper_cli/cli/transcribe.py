@@ -106,6 +106,17 @@ def transcribe(
             rich_help_panel=DECODING,
         ),
     ] = 5,
+    seed: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            min=0,
+            max=2**63 - 1,
+            help="Where each window's sampling above temperature 0 starts: the same seed, "
+            "the same transcript, run after run.",
+            rich_help_panel=DECODING,
+        ),
+    ] = 0,
     beam_size: Annotated[
         int,
         typer.Option(
@@ -499,6 +510,7 @@ def build_options(
     language: str | None,
     temperature: float,
     best_of: int,
+    seed: int,
     beam_size: int,
     patience: float | None,
     length_penalty: float | None,
@@ -542,6 +554,7 @@ def build_options(
         task=task,
         language=language,
         best_of=best_of,
+        seed=seed,
         beam_size=beam_size,
         patience=patience,
         length_penalty=length_penalty,

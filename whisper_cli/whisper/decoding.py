@@ -191,16 +191,30 @@ class TokenDecoder:
 class GreedyDecoder(TokenDecoder):
     """The most likely token at temperature 0; a sample from the softened softmax above."""
 
-    def __init__(self, temperature: float, eot: int, group: int = 1):
+    def __init__(self, temperature: float, eot: int, group: int = 1, seed: int | None = None):
+        """`seed`: where each window's draws start (so a run repeats itself, whatever else is
+        decoded before or beside it); None: PyTorch's global generator, as it stands."""
         self.temperature = temperature
         self.eot = eot
         self.group = group  # rows per audio (best_of samples)
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+
+    def reset(self) -> None:
+        self._generator = None  # seeded anew at the window's first draw
+
+    def _draw(self, logits: Tensor) -> Tensor:
+        """A token per row from softmax(logits / temperature): `Categorical.sample`'s draw."""
+        if self.seed is not None and self._generator is None:
+            self._generator = torch.Generator(logits.device).manual_seed(self.seed)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        return torch.multinomial(probs, 1, True, generator=self._generator).squeeze(-1)
 
     def update(self, tokens, logits, sum_logprobs, cache):
         if self.temperature == 0:
             next_tokens = logits.argmax(dim=-1)
         else:
-            next_tokens = torch.distributions.Categorical(logits=logits / self.temperature).sample()
+            next_tokens = self._draw(logits)
         logprobs = F.log_softmax(logits.float(), dim=-1)
         current = logprobs[torch.arange(logprobs.shape[0]), next_tokens]
         finished = tokens[:, -1] == self.eot
@@ -398,7 +412,9 @@ class DecodingTask:
         if options.beam_size is not None:
             self.decoder = BeamSearchDecoder(options.beam_size, tokenizer.eot, options.patience)
         else:
-            self.decoder = GreedyDecoder(options.temperature, tokenizer.eot, self.n_group)
+            self.decoder = GreedyDecoder(
+                options.temperature, tokenizer.eot, self.n_group, options.seed
+            )
         # seam 3: which finished candidate wins
         self.ranker: SequenceRanker = MaximumLikelihoodRanker(options.length_penalty)
 
