@@ -28,8 +28,9 @@ from typer.testing import CliRunner
 from whisper_cli import __version__
 from whisper_cli.cli.app import app
 from whisper_cli.cli.detect_language import format_detection
+from whisper_cli.cli.options import build_options, temperatures
 from whisper_cli.cli.params import ComputeType, parse_optional_float
-from whisper_cli.cli.transcribe import build_options, cli_names, temperatures, transcribe
+from whisper_cli.cli.transcribe import cli_names, transcribe
 from whisper_cli.hub import MODELS
 
 CLI = [sys.executable, "-m", "whisper_cli"]

@@ -1,6 +1,6 @@
 """The `whisper-cli` command line: a thin adapter from Typer parameters to the library.
 
-Parameters become one `TranscribeOptions` and one `WriterOptions` (`transcribe.build_options`),
+Parameters become one `TranscribeOptions` and one `WriterOptions` (`options.build_options`),
 which are passed down; the library does the work and raises `WhisperCliError` for problems a
 user can fix. Data goes to standard output, everything else (progress, warnings, errors, the
 summary) to standard error (`ui.py`).
@@ -17,7 +17,8 @@ import what they need when they run.
     params.py           the program's name, help panels, parsers, completions, shared options
     help.py             the help's layout (whole option names); plain usage errors off a terminal
     compat.py           openai-whisper's option spellings (`--output_format`, `--fp16 False`, …)
-    transcribe.py       transcribe, translate (and build_options)
+    transcribe.py       transcribe, translate
+    options.py          their parameter values → the library's options (build_options)
     detect_language.py  detect-language
     models.py           models list, models download
     run.py              the batch runner: model loading, inputs, outputs
