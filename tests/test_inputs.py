@@ -321,6 +321,34 @@ def test_claim_removes_the_lock_when_the_job_fails(tmp_path: Path) -> None:
     assert not lock_path(job).exists()
 
 
+def test_a_signal_while_the_lock_is_let_go_still_removes_it(tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM (which the program turns into an exception) landing between letting go of the
+    lock and removing it: the lock is removed first, then the signal acts."""
+    import signal
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+
+    release = inputs._HEARTBEAT.release
+
+    def release_then_signal(path: Path) -> None:
+        release(path)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at the next instruction, or held
+
+    monkeypatch.setattr(inputs._HEARTBEAT, "release", release_then_signal)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        job = make_job(tmp_path)
+        with pytest.raises(Stop), claim(job):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not lock_path(job).exists()
+
+
 def write_lock(job: Job, content: str, age: float = 0.0) -> None:
     lock = lock_path(job)
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -354,8 +354,9 @@ def claim(
         yield claimed
     finally:
         if claimed:
-            _HEARTBEAT.release(lock)
-            _remove_own(lock, content)
+            with signals_held():  # nor between letting go of it and removing it
+                _HEARTBEAT.release(lock)
+                _remove_own(lock, content)
 
 
 def lock_holder(job: Job) -> str:
