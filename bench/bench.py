@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from engines import Engine, engine_names  # beside this file (the script's folder is on sys.path)
+
+# engines.py beside this file (the script's folder is on sys.path)
+from engines import Engine, add_model_options, engine_names, log
 
 from whisper_cli.audio import load_audio
 
@@ -122,22 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "audio", nargs="?", type=Path, default=DEFAULT_AUDIO, help="default: %(default)s"
     )
-    parser.add_argument(
-        "--models",
-        type=Path,
-        default=Path(
-            os.environ.get("WHISPER_TEST_MODELS") or Path.home() / ".cache/whisper-test-models"
-        ),
-        help="folder with whisper-NAME/, openai-NAME.pt and ct2-NAME/ (get-model's DEST; "
-        "built there with ../shared/tools/get-model when missing); default: %(default)s",
+    add_model_options(
+        parser,
+        ENGINES,
+        "whisper-NAME/, openai-NAME.pt and ct2-NAME/, built there with ../shared/tools/get-model "
+        "when missing",
     )
-    parser.add_argument("--model", default="base", help="model name; default: %(default)s")
-    parser.add_argument(
-        "--engines",
-        default=",".join(engine.name for engine in ENGINES),
-        help="comma-separated list; default: all of %(default)s",
-    )
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads; default: 2")
     parser.add_argument("--repeats", type=int, default=3, help="runs per engine; default: 3")
     parser.add_argument(
         "--manifest",
@@ -158,10 +150,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.audio.is_file():
         parser.error(f"{args.audio}: no such file")
     return args
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the peers' interpreter ---------------------------------------------------------------------

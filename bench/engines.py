@@ -4,8 +4,11 @@ or the peers'): the standard library only."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Collection
+import os
+import sys
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -22,3 +25,29 @@ def engine_names(parser: argparse.ArgumentParser, value: str, known: Collection[
     if unknown:
         parser.error(f"unknown engine(s) {', '.join(unknown)}: use {', '.join(known)}")
     return names
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser, engines: Sequence[Engine], models_layout: str
+) -> None:
+    """`--models` (get-model's DEST, holding `models_layout`), `--model`, `--engines` (all of
+    `engines` by default; check the value with `engine_names`) and `--threads`."""
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path(
+            os.environ.get("WHISPER_TEST_MODELS") or Path.home() / ".cache/whisper-test-models"
+        ),
+        help=f"get-model's DEST ({models_layout}); default: %(default)s",
+    )
+    parser.add_argument("--model", default="base", help="model name; default: %(default)s")
+    parser.add_argument(
+        "--engines",
+        default=",".join(engine.name for engine in engines),
+        help="comma-separated list; default: all of %(default)s",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads; default: 2")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

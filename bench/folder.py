@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines import Engine, engine_names  # beside this file (the script's folder is on sys.path)
+# engines.py beside this file (the script's folder is on sys.path)
+from engines import Engine, add_model_options, engine_names, log
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -388,21 +389,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--audio-dir", type=Path, default=DEFAULT_AUDIO_DIR, help="default: %(default)s"
     )
-    parser.add_argument(
-        "--models",
-        type=Path,
-        default=Path(
-            os.environ.get("WHISPER_TEST_MODELS") or Path.home() / ".cache/whisper-test-models"
-        ),
-        help="get-model's DEST (whisper-NAME/, openai-NAME.pt, ct2-NAME/); default: %(default)s",
-    )
-    parser.add_argument("--model", default="base", help="default: %(default)s")
-    parser.add_argument(
-        "--engines",
-        default=",".join(engine.name for engine in ENGINES),
-        help="comma-separated; default: all of %(default)s",
-    )
-    parser.add_argument("--threads", type=int, default=2, help="default: 2")
+    add_model_options(parser, ENGINES, "whisper-NAME/, openai-NAME.pt, ct2-NAME/")
     parser.add_argument("--repeats", type=int, default=1, help="rounds; default: 1")
     parser.add_argument("--peers-python", type=Path, help="instead of the bench venv")
     parser.add_argument(
@@ -418,10 +405,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.threads < 1 or args.repeats < 1:
             parser.error("--threads and --repeats must be at least 1")
     return args
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def measure(python: Path, engine: Engine, files: Path, args: argparse.Namespace) -> dict[str, Any]:

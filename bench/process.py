@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines import engine_names
+from engines import add_model_options, engine_names, log
 
 from bench import (  # bench.py beside this file (the script's folder is on sys.path)
     SHARED,
@@ -119,21 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "audio", nargs="?", type=Path, default=DEFAULT_AUDIO, help="default: %(default)s"
     )
-    parser.add_argument(
-        "--models",
-        type=Path,
-        default=Path(
-            os.environ.get("WHISPER_TEST_MODELS") or Path.home() / ".cache/whisper-test-models"
-        ),
-        help="get-model's DEST (whisper-NAME/, ct2-NAME/); default: %(default)s",
-    )
-    parser.add_argument("--model", default="base", help="model name; default: %(default)s")
-    parser.add_argument(
-        "--engines",
-        default=",".join(engine.name for engine in ENGINES),
-        help="comma-separated list; default: all of %(default)s",
-    )
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads; default: 2")
+    add_model_options(parser, ENGINES, "whisper-NAME/, ct2-NAME/")
     parser.add_argument("--rounds", type=int, default=5, help="runs per engine; default: 5")
     parser.add_argument("--peers-python", type=Path, help="an interpreter with faster-whisper")
     parser.add_argument("--json", type=Path, help="also save every run here")
@@ -144,10 +130,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.audio.is_file():
         parser.error(f"{args.audio}: no such file")
     return args
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def command(engine: Engine, args: argparse.Namespace, peers: Path | None, out: Path) -> list[str]:
