@@ -139,6 +139,29 @@ def test_a_piece_not_safely_its_own_is_packed_once_more_then_decoded_alone(
     assert all(not isinstance(result, Exception) for _, result in results)
 
 
+@pytest.mark.parametrize("speech_left", [False, True])
+def test_a_chunks_rest_is_decoded_only_if_it_holds_speech(
+    tiny_model, chunks_everywhere, monkeypatch, speech_left
+):
+    """A window that closes its last segment a few frames short of its chunk's end leaves a
+    sliver: decoded as a window of its own only when voice activity detection hears enough
+    speech in it (else the model makes words up over the padding)."""
+    from whisper_cli.audio.vad import SpeechDetector
+
+    windows: list[tuple[int, int]] = []
+
+    def decoded(model, chunk, size, *args):
+        windows.append((chunk.index, chunk.seek))
+        chunk.seek = chunk.end - 7 if len(windows) == 1 else chunk.end
+
+    monkeypatch.setattr(engine, "chunk_window_decoded", decoded)
+    monkeypatch.setattr(SpeechDetector, "has_speech", lambda self, start, n: speech_left)
+    audio = _tone(engine.PACK_SECONDS + 4, 5)  # one chunk, too long to be packed
+    [(_, transcript)] = tiny_model.transcribe_many([audio], language="en", batch_size=2, **FAST)
+    assert not isinstance(transcript, Exception)
+    assert windows == [(0, 50)] + ([(0, round(len(audio) / SAMPLE_RATE * 100) - 7)] * speech_left)
+
+
 def test_a_bad_file_in_the_middle_is_its_own_failure(tiny_model, chunks_everywhere, tmp_path):
     import soundfile as sf
 

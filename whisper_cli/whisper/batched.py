@@ -23,7 +23,8 @@ sentence in the window it began in, with the words before it, instead of leaving
 a window of its own without them, which also costs an encoder pass. Should a window still end
 short of the chunk's end (the text limit, or a last segment opened within `LEFT_UNSAID` of it
 that voice activity detection calls speech), the chunk's loop seeks to its last timestamp and
-decodes the rest, as the sequential loop does.
+decodes the rest, as the sequential loop does, if voice activity detection hears enough speech
+in it (`chunk_done`).
 
 The language, when not given, is detected on the first chunk's window, the first to be decoded,
 rather than on the recording's first 30 s (which may hold no speech); its encoder output then
@@ -120,9 +121,7 @@ def batched_segments(
             active.append(waiting.popleft())
         _decode_round(encode, active, decoding, options, detector)
         for chunk in active:
-            if chunk.seek >= chunk.end or not detector.has_speech(
-                chunk.seek, chunk.end - chunk.seek
-            ):
+            if chunk_done(chunk, detector):
                 done[chunk.index] = chunk
         active = [chunk for chunk in active if chunk.index not in done]
         while next_chunk in done:  # chunks finish out of order; segments leave in order
@@ -193,9 +192,18 @@ def _decode_round(
 class SeekingChunk(Protocol):
     """A chunk's own seek loop, as far as one window of it moves it on."""
 
+    end: int  # mel frame
     seek: int  # mel frame
     last_speech: float  # seconds: the end of the last word, for word timestamps
     found: list[tuple[PendingSegment, DecodingResult]]
+
+
+def chunk_done(chunk: SeekingChunk, detector: SpeechDetector) -> bool:
+    """Whether a chunk's seek loop is over: its seek at its end, or what is left of it holds
+    too little speech for a window (`has_speech`). A window that closes its last segment a
+    few frames short of the chunk's end would otherwise leave a sliver of padding, over which
+    the model, given nothing to say, makes words up."""
+    return chunk.seek >= chunk.end or not detector.has_speech(chunk.seek, chunk.end - chunk.seek)
 
 
 def chunk_window_decoded(

@@ -42,6 +42,7 @@ from whisper_cli.results import Segment, Transcript, TranscriptionInfo, compress
 from whisper_cli.whisper.batched import (
     LEFT_UNSAID,
     SPEECH_PAD,
+    chunk_done,
     chunk_window_decoded,
     speech_chunks,
 )
@@ -380,7 +381,8 @@ class _Engine:
         chunk_window_decoded(
             self.model, chunk, size, result, features, decoding, self.options, reach, heard
         )
-        if chunk.seek < chunk.end:
+        assert chunk.file.detector is not None
+        if not chunk_done(chunk, chunk.file.detector):
             self.waiting.append(chunk)
             return
         # the model may place a timestamp in the padding after the chunk: no further
