@@ -68,6 +68,7 @@ ENGINES = (
     Engine("whisper-cli-b8", False, "float32, `transcribe_many` batch 8, en"),
     Engine("whisper-cli-b8-detect", False, "the same, language detected per file"),
     Engine("whisper-cli-b8-int8", False, "int8, `transcribe_many` batch 8, en"),
+    Engine("whisper-cli-b8-bf16", False, "bfloat16, `transcribe_many` batch 8, en"),
     Engine("faster-whisper-int8", True, "WhisperModel int8, files one after another, en"),
     Engine("faster-whisper-int8-detect", True, "the same, language detected per file"),
     Engine("faster-whisper-fp32", True, "WhisperModel float32, files one after another, en"),
@@ -219,6 +220,8 @@ def load_engine(engine: str, models: Path, model: str, threads: int) -> Transcri
             return whisper_cli_engine(models, model, "float32", BATCH_SIZE, language)
         case "whisper-cli-b8-int8":
             return whisper_cli_engine(models, model, "int8", BATCH_SIZE, language)
+        case "whisper-cli-b8-bf16":
+            return whisper_cli_engine(models, model, "bfloat16", BATCH_SIZE, language)
         case "faster-whisper-int8" | "faster-whisper-int8-detect":
             return faster_whisper_engine(models, model, "int8", False, language, threads)
         case "faster-whisper-fp32":
