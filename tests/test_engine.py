@@ -162,6 +162,38 @@ def test_a_chunks_rest_is_decoded_only_if_it_holds_speech(
     assert windows == [(0, 50)] + ([(0, round(len(audio) / SAMPLE_RATE * 100) - 7)] * speech_left)
 
 
+def test_eager_packs_the_files_read_together(tiny_model, chunks_everywhere, monkeypatch):
+    """Items that arrive over time (a server's requests): those already read when the model
+    is free are packed into one window, not decoded one by one as each is taken."""
+    import queue
+
+    from whisper_cli.whisper.transcribe import read_samples
+
+    packed: list[int] = []
+    pack = engine._Engine._pack
+    monkeypatch.setattr(
+        engine._Engine,
+        "_pack",
+        lambda self, files: (packed.append(len(files)), pack(self, files))[1],
+    )
+    arrivals: queue.Queue = queue.Queue()
+    for seed, seconds in enumerate([3.0, 2.5, 4.0]):
+        arrivals.put((seed, _tone(seconds, seed)))
+
+    def items():
+        while (item := arrivals.get()) is not None:
+            yield item
+
+    options = TranscribeOptions.from_kwargs(language="en", batch_size=4, **FAST)
+    stream = engine.transcribe_files(tiny_model, items(), options, read_samples, eager=True)
+    first = next(stream)  # decoded while the items still wait for more
+    arrivals.put(None)
+    done = [first, *stream]
+    assert sorted(d.key for d in done) == [0, 1, 2]
+    assert all(d.error is None for d in done)
+    assert packed[0] == 3
+
+
 def test_a_bad_file_in_the_middle_is_its_own_failure(tiny_model, chunks_everywhere, tmp_path):
     import soundfile as sf
 

@@ -58,3 +58,32 @@ def test_reading_ahead_stops_at_an_hour_of_audio_waiting():
         assert reader.take() is ReadAhead.END
     finally:
         reader.close()
+
+
+def test_not_blocking_waits_for_an_item_being_read_but_not_for_the_next_to_come():
+    """A server's requests: one that has come and is being read is worth waiting for (it
+    may be packed with the others); one that has not come yet is not."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def items():
+        yield 0, "slow"
+        arrived.set()
+        release.wait(10)  # no further request for now
+        yield 1, "late"
+
+    def read(key: int, name: str) -> str:
+        if name == "slow":
+            time.sleep(0.3)
+        return name
+
+    reader = ReadAhead(items(), read, 4)
+    try:
+        time.sleep(0.05)  # the first item is being read
+        assert reader.take(block=False) == (0, "slow")
+        assert arrived.wait(5)
+        assert reader.take(block=False) is None
+        release.set()
+        assert reader.take() == (1, "late")
+    finally:
+        release.set()
+        reader.close()

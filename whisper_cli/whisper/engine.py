@@ -169,10 +169,15 @@ def transcribe_files(
     reader = ReadAhead(items, read_file, READ_AHEAD, READ_AHEAD_SECONDS, lambda f: f.duration)
     try:
         while True:
-            item = reader.take(block=not (eager and engine.busy()))
-            if item is None:  # eager, and nothing read waits: decode what there is
-                yield from engine.round()
-                continue
+            # eager: what has been read is taken first, so that files read at once (requests
+            # that came together) are packed together; then, with nothing read waiting, what
+            # there is is decoded
+            item = reader.take(block=not eager)
+            if item is None:
+                if engine.busy():
+                    yield from engine.round()
+                    continue
+                item = reader.take()
             if item is ReadAhead.END:
                 break
             key, loaded = item

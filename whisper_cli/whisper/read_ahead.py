@@ -30,6 +30,7 @@ class ReadAhead:
         self._seconds = 0.0  # of audio waiting
         self._limits = (depth, seconds)
         self._changed = threading.Condition()
+        self._reading = False  # an item taken from `items` is being read
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(iter(items), read), name="whisper-cli-read", daemon=True
@@ -41,6 +42,8 @@ class ReadAhead:
             for key, audio in items:
                 if self._stop.is_set():
                     return
+                with self._changed:
+                    self._reading = True
                 try:
                     result = read(key, audio)
                     seconds = self._weigh(result)
@@ -61,14 +64,15 @@ class ReadAhead:
                 self._changed.wait(0.1)
             self._waiting.append((item, seconds))
             self._seconds += seconds
+            self._reading = False
             self._changed.notify_all()
 
     def take(self, block: bool = True) -> Any:
-        """The next (key, result), `END` after the last, or None when not blocking and
-        nothing waits."""
+        """The next (key, result), `END` after the last; or, when not blocking, None if
+        nothing waits or is being read (an item being read is waited for: it has come)."""
         with self._changed:
             while not self._waiting:
-                if not block:
+                if not block and not self._reading:
                     return None
                 self._changed.wait()
             item, seconds = self._waiting.popleft()
