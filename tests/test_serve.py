@@ -466,6 +466,52 @@ def test_many_clients_at_once_get_what_each_gets_alone(server, client, tmp_path,
     assert max(rows) > 1
 
 
+def test_with_pack_requests_read_together_share_windows(tiny_model, spool, tmp_path, monkeypatch):
+    """`serve --pack`: requests with a language that wait together are packed into windows;
+    each still gets its own transcript, on its own clock. Without a language, none is."""
+    from whisper_cli.whisper import engine
+
+    def everything(detector, duration, max_seconds=30.0):
+        return [(0, round(duration * FRAMES_PER_SECOND))]
+
+    packed: list[int] = []
+    pack = engine._Engine._pack
+    monkeypatch.setattr(
+        engine._Engine,
+        "_pack",
+        lambda self, files: (packed.append(len(files)), pack(self, files))[1],
+    )
+    monkeypatch.setattr(engine, "speech_chunks", everything)
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    paths = _tones(tmp_path, 4)
+
+    def ask(path: Path, language: str | None) -> dict:
+        with path.open("rb") as audio:
+            fields = {"response_format": "verbose_json"}
+            if language is not None:
+                fields["language"] = language
+            response = httpx.post(
+                f"{url}/v1/audio/transcriptions",
+                files={"file": (path.name, audio)},
+                data=fields,
+                timeout=120,
+            )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with running_server(tiny_model, pack=True) as url:
+        for language in ("en", None):
+            packed.clear()
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(ask, paths * 2, [language] * 8))
+            for path, answer in zip(paths * 2, answers, strict=True):
+                duration = soundfile.info(path).duration
+                assert answer["duration"] == pytest.approx(duration, abs=0.01)
+                assert all(0 <= s["start"] <= s["end"] <= duration for s in answer["segments"])
+            assert (max(packed, default=0) > 1) is (language is not None), language
+    assert list(spool.iterdir()) == []
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_memory_stays_flat_over_many_requests(server, tiny_model, tmp_path):
     """20-s uploads (what a request holds: its samples, features, encoder output: megabytes):

@@ -93,6 +93,15 @@ def serve(
             rich_help_panel=DECODING,
         ),
     ] = 5,
+    pack: Annotated[
+        bool,
+        typer.Option(
+            "--pack",
+            help="Let short requests that name their language share 30-s windows: more "
+            "requests a second, but each one's words may differ a little from its audio alone.",
+            rich_help_panel=DECODING,
+        ),
+    ] = False,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
     cache_dir: CacheDirOpt = None,
@@ -111,7 +120,8 @@ def serve(
     webhook) and GET /health. Any model name in a request is the served model.
 
     Concurrent requests with equal options share decoding batches, streamed or not; each gets
-    the text `transcribe` gives for its file. A webhook gets the response posted once (10-s
+    the text `transcribe` gives for its file (with --pack, short ones with a language also
+    share windows, as the short files of a folder do). A webhook gets the response posted once (10-s
     timeout), with --allow-webhooks only. Ctrl-C stops taking requests, answers those in work,
     and exits.
 
@@ -144,6 +154,7 @@ def serve(
         api_key=api_key,
         max_upload_bytes=int(max_upload_mb * (1 << 20)),
         queue_limit=queue_size,
+        pack=pack,
         allow_webhooks=allow_webhooks,
     )
     ui.info(f"serving {loaded.name} on http://{host}:{port} (Ctrl-C stops)")

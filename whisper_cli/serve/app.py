@@ -113,7 +113,7 @@ def create_app(model: SpeechModel, settings: Settings) -> Starlette:
     from whisper_cli.serve import deepinfra, openai
     from whisper_cli.serve.worker import Worker
 
-    worker = Worker(model, settings.queue_limit)
+    worker = Worker(model, settings.queue_limit, settings.pack)
     webhooks = deepinfra.Webhooks(settings.webhook_timeout)
 
     @contextlib.asynccontextmanager

@@ -36,6 +36,7 @@ class Settings:
     api_key: str | None = None
     max_upload_bytes: int = 25 << 20
     queue_limit: int = 64
+    pack: bool = False  # short requests with a language share windows (`Worker`)
     allow_webhooks: bool = False
     webhook_timeout: float = 10.0
 

@@ -2,10 +2,12 @@
 together.
 
 A Whisper model with `batch_size` > 1 runs the library's engine (`whisper.engine`) over the
-requests as they arrive: the windows of one decoding batch come from several requests. Each
-request is decoded on its own (no packing of short requests into one window), so its answer is
-what `transcribe` in batched mode gives for it, whatever else is in work, and a streamed
-request gets its segments as the engine finishes them: streamed or not, the same decode. The
+requests as they arrive: the windows of one decoding batch come from several requests. By
+default each request is decoded on its own, so its answer is what `transcribe` in batched mode
+gives for it, whatever else is in work, and a streamed request gets its segments as the engine
+finishes them: streamed or not, the same decode. With `pack`, short requests read at the same
+time (and with a language given) share windows, as the short files of a folder do: fewer
+encoder passes, but a request's words may then differ slightly from its audio alone. The
 engine takes one set of options per pass, so requests whose options are equal share batches;
 a request with other options (another language, task, prompt, temperature, word timestamps,
 chunk length) ends the pass, and the next pass starts with it. Other model families, and
@@ -55,9 +57,10 @@ _STOP = object()
 class Worker:
     """Runs `model` on its own thread over the jobs submitted, at most `limit` in work."""
 
-    def __init__(self, model: SpeechModel, limit: int):
+    def __init__(self, model: SpeechModel, limit: int, pack: bool = False):
         self.model = model
         self.limit = limit
+        self.pack = pack
         self._jobs: queue.Queue[Any] = queue.Queue()
         self._in_work = 0
         self._lock = threading.Lock()
@@ -174,7 +177,7 @@ class Worker:
             options,
             read_samples,
             eager=True,
-            pack=False,
+            pack=self.pack,
             on_segments=on_segments,
         )
         try:
