@@ -162,3 +162,48 @@ def test_streamed_and_concurrent_requests_get_the_text_of_one_request_alone(
         )
         assert got == alone.text, path.name
     assert len(deltas) >= 2 and "".join(deltas) == done
+
+
+def test_packed_requests_keep_their_own_words(real_model, audio_dir, monkeypatch):
+    """`serve --pack`: short requests sent together share windows, and each answer still
+    holds its own file's words (within a couple of words of the file alone), none of the
+    others'."""
+    import concurrent.futures
+    import re
+
+    from whisper_cli.whisper import engine
+
+    packed: list[int] = []
+    pack = engine._Engine._pack
+    monkeypatch.setattr(
+        engine._Engine,
+        "_pack",
+        lambda self, files: (packed.append(len(files)), pack(self, files))[1],
+    )
+    names = ("en_lj_LJ002-0020.wav", "en_ls_251-137823-0002.wav", "en_pv_today_only_platforms.mp3")
+    paths = [audio_dir / name for name in names] * 2
+
+    def words(text: str) -> list[str]:
+        return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+    options = base_options(batch_size=8, beam_size=5)
+    with running_server(real_model, model_name="base", base_options=options, pack=True) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=300)
+
+        def ask(path) -> str:
+            with path.open("rb") as audio:
+                return client.audio.transcriptions.create(
+                    model="whisper-1", file=audio, language="en"
+                ).text
+
+        with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
+            texts = list(pool.map(ask, paths))
+    assert max(packed, default=0) > 1
+    alone = {
+        path: words(real_model.transcribe(str(path), batch_size=8, beam_size=5, language="en").text)
+        for path in set(paths)
+    }
+    for path, text in zip(paths, texts, strict=True):
+        got = words(text)
+        assert len(set(alone[path]) ^ set(got)) <= 4, (path.name, text)
+        assert abs(len(got) - len(alone[path])) <= 2, (path.name, text)
