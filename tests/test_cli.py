@@ -315,6 +315,21 @@ SEGMENT_KEYS = {"id", "seek", "start", "end", "text", "tokens", "temperature", "
 SEGMENT_KEYS |= {"compression_ratio", "no_speech_prob"}
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bfloat16_where_the_cpu_emulates_it_is_warned_of(
+    tmp_path, tiny_checkpoint, monkeypatch, native
+):
+    from whisper_cli import loading
+
+    monkeypatch.setattr(loading, "native_bfloat16", lambda: native)
+    audio = tone(tmp_path / "talk.wav", seconds=1.0)
+    args = ["--compute-type", "bfloat16", "--device", "cpu", "-f", "txt", "--stdout"]
+    result = invoke("transcribe", *fast(tiny_checkpoint), *args, audio)
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "bfloat16 is emulated" in line]
+    assert len(warned) == (0 if native else 1)
+
+
 def test_transcribe_writes_every_format(tmp_path, tiny_checkpoint):
     audio = tone(tmp_path / "in" / "talk.wav", seconds=1.5)
     out = tmp_path / "out" / "new"  # created

@@ -343,6 +343,33 @@ def test_half_precision_compute_types_run_on_cpu_too(tiny_checkpoint):
     assert transcript.duration == 1.0
 
 
+def test_bfloat16_is_called_slow_only_where_the_cpu_emulates_it(monkeypatch):
+    from whisper_cli import loading
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(loading, "native_bfloat16", lambda: False)
+    assert "emulated" in loading.slow_compute_type("bfloat16", cpu)
+    assert loading.slow_compute_type("bfloat16", cuda) is None
+    assert loading.slow_compute_type("float32", cpu) is None
+    assert loading.slow_compute_type("int8", cpu) is None
+    monkeypatch.setattr(loading, "native_bfloat16", lambda: True)
+    assert loading.slow_compute_type("bfloat16", cpu) is None
+
+
+def test_a_cpu_limited_to_avx2_has_no_native_bfloat16():
+    """What an AVX2 CPU (or oneDNN held to AVX2) reports, on whatever CPU runs the test."""
+    import subprocess
+    import sys
+
+    probe = "from whisper_cli.loading import native_bfloat16; print(native_bfloat16())"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def _drop(name):
     return lambda state: state.pop(name)
 

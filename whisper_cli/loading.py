@@ -42,6 +42,28 @@ def compute_dtype(compute_type: str, device: torch.device) -> torch.dtype:
     ]
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX) and oneDNN may use
+    it; elsewhere bfloat16 products are emulated, several times slower than float32's."""
+    import torch
+
+    try:
+        hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(hardware and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a PyTorch without these probes or without oneDNN
+        return False
+
+
+def slow_compute_type(compute_type: str, device: torch.device) -> str | None:
+    """Why `compute_type` would run slowly on `device`, as a line to show, or None."""
+    if compute_type == "bfloat16" and device.type == "cpu" and not native_bfloat16():
+        return (
+            "bfloat16 is emulated on this CPU (no AVX512-BF16 or AMX): expect it several times "
+            "slower than float32"
+        )
+    return None
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     import torch
 

@@ -219,7 +219,8 @@ DeviceOpt = Annotated[
 ComputeTypeOpt = Annotated[
     ComputeType,
     typer.Option(
-        help="Weight precision: auto is float16 on CUDA, float32 on the CPU; int8 is CPU only.",
+        help="Weight precision: auto is float16 on CUDA, float32 on the CPU; int8 is CPU only; "
+        "bfloat16 pays on a CPU only with AVX512-BF16 or AMX.",
         rich_help_panel=MODEL,
     ),
 ]

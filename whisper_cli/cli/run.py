@@ -43,6 +43,15 @@ class ModelSettings:
     def load(self, ui: Ui) -> SpeechModel:
         """Load the model (raises ModelError); sets PyTorch's thread count first."""
         import_torch()
+        from whisper_cli.errors import ModelError
+        from whisper_cli.loading import resolve_device, slow_compute_type
+
+        try:
+            slow = slow_compute_type(self.compute_type, resolve_device(self.device))
+        except ModelError:
+            slow = None  # an unusable device: the load says so
+        if slow is not None:
+            ui.warning(slow)
         return self.spec().load(download_progress(ui.interactive))
 
     def spec(self) -> ModelSpec:
