@@ -169,10 +169,10 @@ def transcribe_files(
     reader = ReadAhead(items, read_file, READ_AHEAD, READ_AHEAD_SECONDS, lambda f: f.duration)
     try:
         while True:
-            # eager: what has been read is taken first, so that files read at once (requests
-            # that came together) are packed together; then, with nothing read waiting, what
-            # there is is decoded
-            item = reader.take(block=not eager)
+            # eager: what has been read (or, when packing, is being read) is taken first, so
+            # that files that came together (a burst of requests) are packed together; then,
+            # with nothing read waiting, what there is is decoded
+            item = reader.take(block=not eager, wait_reading=engine.packs)
             if item is None:
                 if engine.busy():
                     yield from engine.round()

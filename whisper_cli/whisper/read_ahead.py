@@ -67,12 +67,13 @@ class ReadAhead:
             self._reading = False
             self._changed.notify_all()
 
-    def take(self, block: bool = True) -> Any:
+    def take(self, block: bool = True, wait_reading: bool = False) -> Any:
         """The next (key, result), `END` after the last; or, when not blocking, None if
-        nothing waits or is being read (an item being read is waited for: it has come)."""
+        nothing waits (and, with `wait_reading`, nothing is being read: an item being read
+        has come, and is waited for)."""
         with self._changed:
             while not self._waiting:
-                if not block and not self._reading:
+                if not block and not (wait_reading and self._reading):
                     return None
                 self._changed.wait()
             item, seconds = self._waiting.popleft()
