@@ -51,3 +51,13 @@ def add_model_options(
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def edits(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Words inserted, deleted or replaced to turn `reference` into `hypothesis`."""
+    row = list(range(len(hypothesis) + 1))
+    for i, word in enumerate(reference, 1):
+        diagonal, row[0] = row[0], i
+        for j, other in enumerate(hypothesis, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (word != other))
+    return row[-1]

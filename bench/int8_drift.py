@@ -26,6 +26,8 @@ import sys
 import unicodedata
 from pathlib import Path
 
+from engines import edits
+
 HERE = Path(__file__).resolve().parent
 BY_CHARACTER = ("ja", "zh")
 ENGINES = ("whisper-cli", "faster-whisper")
@@ -66,15 +68,6 @@ def texts(engine: str, compute_type: str, audio_dir: Path, models: Path, model: 
 def words(text: str, language: str) -> list[str]:
     text = re.sub(r"[^\w' ]", " ", unicodedata.normalize("NFKC", text).lower())
     return list(text.replace(" ", "")) if language in BY_CHARACTER else text.split()
-
-
-def edits(reference: list[str], hypothesis: list[str]) -> int:
-    row = list(range(len(hypothesis) + 1))
-    for i, word in enumerate(reference, 1):
-        diagonal, row[0] = row[0], i
-        for j, other in enumerate(hypothesis, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (word != other))
-    return row[-1]
 
 
 def rate(pairs: list[tuple[list[str], list[str]]]) -> float:

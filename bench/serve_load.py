@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from engines import edits
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -79,17 +80,6 @@ def _load() -> float:
 def _rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-
-
-def word_edits(a: str, b: str) -> int:
-    """Words inserted, deleted or replaced to turn text a into text b."""
-    before, after = a.split(), b.split()
-    row = list(range(len(after) + 1))
-    for i, word in enumerate(before, 1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(after, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1]
 
 
 def cli_text(model: str, path: Path, threads: int, batch_size: int, language: str | None) -> str:
@@ -168,8 +158,8 @@ def run_requests(
                 path = paths[k % len(paths)]
                 text = transcribe(client, url, path, language)
                 if text != expected[path]:
-                    edits = word_edits(expected[path], text)
-                    wrong.append((edits, f"{path.name}: {text!r} != {expected[path]!r}"))
+                    changed = edits(expected[path].split(), text.split())
+                    wrong.append((changed, f"{path.name}: {text!r} != {expected[path]!r}"))
 
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(counts)) as pool:
@@ -273,9 +263,9 @@ def main() -> int:
     finally:
         server.close()
     figures["mismatches"] = len(wrong)
-    figures["most_words_changed"] = max((edits for edits, _ in wrong), default=0)
-    for edits, line in wrong:
-        print(f"MISMATCH ({edits} words)", line, file=sys.stderr)
+    figures["most_words_changed"] = max((changed for changed, _ in wrong), default=0)
+    for changed, line in wrong:
+        print(f"MISMATCH ({changed} words)", line, file=sys.stderr)
 
     seq, con = figures["load_sequential"], figures["load_concurrent"]
     count = figures["rss_requests"]

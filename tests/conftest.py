@@ -191,6 +191,21 @@ def tiny_model(tiny_checkpoint: Path):
     return load_model(tiny_checkpoint, device="cpu")
 
 
+@pytest.fixture()
+def packed_windows(monkeypatch) -> list[int]:
+    """The number of files in each window the many-files engine packs, as it packs them."""
+    from whisper_cli.whisper import engine
+
+    sizes: list[int] = []
+    pack = engine._Engine._pack
+    monkeypatch.setattr(
+        engine._Engine,
+        "_pack",
+        lambda self, files: (sizes.append(len(files)), pack(self, files))[1],
+    )
+    return sizes
+
+
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 

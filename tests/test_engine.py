@@ -89,15 +89,8 @@ def chunks_everywhere(monkeypatch):
 
 
 def test_short_files_share_windows_and_each_gets_its_own_transcript(
-    tiny_model, chunks_everywhere, monkeypatch
+    tiny_model, chunks_everywhere, packed_windows
 ):
-    packed_windows = []
-    pack = engine._Engine._pack
-    monkeypatch.setattr(
-        engine._Engine,
-        "_pack",
-        lambda self, files: (packed_windows.append(len(files)), pack(self, files))[1],
-    )
     audios = [_tone(seconds, seed) for seed, seconds in enumerate([3.0, 4.5, 2.0, 6.0, 0.3])]
     results = list(tiny_model.transcribe_many(audios, language="en", batch_size=4, **FAST))
     assert sorted(id(audio) for audio, _ in results) == sorted(id(audio) for audio in audios)
@@ -112,17 +105,11 @@ def test_short_files_share_windows_and_each_gets_its_own_transcript(
 
 
 def test_a_piece_not_safely_its_own_is_packed_once_more_then_decoded_alone(
-    tiny_model, chunks_everywhere, monkeypatch
+    tiny_model, chunks_everywhere, monkeypatch, packed_windows
 ):
     """Every piece unsafe in every window: each file goes through two packed windows, then
     its own, and is handed over once, with its own transcript."""
-    windows: list[int] = []
-    pack = engine._Engine._pack
-    monkeypatch.setattr(
-        engine._Engine,
-        "_pack",
-        lambda self, files: (windows.append(len(files)), pack(self, files))[1],
-    )
+    windows = packed_windows
     monkeypatch.setattr(engine, "assign_to_pieces", lambda segments, spans: [None] * len(spans))
     chunks: list[object] = []
     queue_chunk = engine._Engine._queue_chunk
@@ -162,20 +149,13 @@ def test_a_chunks_rest_is_decoded_only_if_it_holds_speech(
     assert windows == [(0, 50)] + ([(0, round(len(audio) / SAMPLE_RATE * 100) - 7)] * speech_left)
 
 
-def test_eager_packs_the_files_read_together(tiny_model, chunks_everywhere, monkeypatch):
+def test_eager_packs_the_files_read_together(tiny_model, chunks_everywhere, packed_windows):
     """Items that arrive over time (a server's requests): those already read when the model
     is free are packed into one window, not decoded one by one as each is taken."""
     import queue
 
     from whisper_cli.whisper.transcribe import read_samples
 
-    packed: list[int] = []
-    pack = engine._Engine._pack
-    monkeypatch.setattr(
-        engine._Engine,
-        "_pack",
-        lambda self, files: (packed.append(len(files)), pack(self, files))[1],
-    )
     arrivals: queue.Queue = queue.Queue()
     for seed, seconds in enumerate([3.0, 2.5, 4.0]):
         arrivals.put((seed, _tone(seconds, seed)))
@@ -191,7 +171,7 @@ def test_eager_packs_the_files_read_together(tiny_model, chunks_everywhere, monk
     done = [first, *stream]
     assert sorted(d.key for d in done) == [0, 1, 2]
     assert all(d.error is None for d in done)
-    assert packed[0] == 3
+    assert packed_windows[0] == 3
 
 
 def test_a_bad_file_in_the_middle_is_its_own_failure(tiny_model, chunks_everywhere, tmp_path):

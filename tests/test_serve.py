@@ -49,19 +49,21 @@ def spool(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("spool")
 
 
+def _everything(detector, duration, max_seconds=30.0):
+    """Speech chunks: the whole recording, whatever voice activity detection hears."""
+    return [(0, round(duration * FRAMES_PER_SECOND))]
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model, spool):
     """The server, uploads spooled to `spool`; a tone holds no speech for the voice detector,
     so all of it is called speech, for the random-weight model to decode."""
     from whisper_cli.whisper import batched, engine
 
-    def everything(detector, duration, max_seconds=30.0):
-        return [(0, round(duration * FRAMES_PER_SECOND))]
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tempfile, "tempdir", str(spool))
-        patch.setattr(engine, "speech_chunks", everything)
-        patch.setattr(batched, "speech_chunks", everything)
+        patch.setattr(engine, "speech_chunks", _everything)
+        patch.setattr(batched, "speech_chunks", _everything)
         with running_server(tiny_model, api_key=KEY, max_upload_bytes=200_000) as url:
             yield url
 
@@ -466,22 +468,15 @@ def test_many_clients_at_once_get_what_each_gets_alone(server, client, tmp_path,
     assert max(rows) > 1
 
 
-def test_with_pack_requests_read_together_share_windows(tiny_model, spool, tmp_path, monkeypatch):
+def test_with_pack_requests_read_together_share_windows(
+    tiny_model, spool, tmp_path, monkeypatch, packed_windows
+):
     """`serve --pack`: requests with a language that wait together are packed into windows;
     each still gets its own transcript, on its own clock. Without a language, none is."""
     from whisper_cli.whisper import engine
 
-    def everything(detector, duration, max_seconds=30.0):
-        return [(0, round(duration * FRAMES_PER_SECOND))]
-
-    packed: list[int] = []
-    pack = engine._Engine._pack
-    monkeypatch.setattr(
-        engine._Engine,
-        "_pack",
-        lambda self, files: (packed.append(len(files)), pack(self, files))[1],
-    )
-    monkeypatch.setattr(engine, "speech_chunks", everything)
+    packed = packed_windows
+    monkeypatch.setattr(engine, "speech_chunks", _everything)
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
     paths = _tones(tmp_path, 4)
 

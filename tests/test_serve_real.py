@@ -164,22 +164,13 @@ def test_streamed_and_concurrent_requests_get_the_text_of_one_request_alone(
     assert len(deltas) >= 2 and "".join(deltas) == done
 
 
-def test_packed_requests_keep_their_own_words(real_model, audio_dir, monkeypatch):
+def test_packed_requests_keep_their_own_words(real_model, audio_dir, packed_windows):
     """`serve --pack`: short requests sent together share windows, and each answer still
     holds its own file's words (within a couple of words of the file alone), none of the
     others'."""
     import concurrent.futures
     import re
 
-    from whisper_cli.whisper import engine
-
-    packed: list[int] = []
-    pack = engine._Engine._pack
-    monkeypatch.setattr(
-        engine._Engine,
-        "_pack",
-        lambda self, files: (packed.append(len(files)), pack(self, files))[1],
-    )
     names = ("en_lj_LJ002-0020.wav", "en_ls_251-137823-0002.wav", "en_pv_today_only_platforms.mp3")
     paths = [audio_dir / name for name in names] * 2
 
@@ -198,7 +189,7 @@ def test_packed_requests_keep_their_own_words(real_model, audio_dir, monkeypatch
 
         with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
             texts = list(pool.map(ask, paths))
-    assert max(packed, default=0) > 1
+    assert max(packed_windows, default=0) > 1
     alone = {
         path: words(real_model.transcribe(str(path), batch_size=8, beam_size=5, language="en").text)
         for path in set(paths)
