@@ -80,9 +80,10 @@ def test_not_blocking_waits_for_an_item_being_read_but_not_for_the_next_to_come(
     try:
         time.sleep(0.05)  # the first item is being read
         assert reader.take(block=False) is None  # unless asked to wait for it
-        assert reader.take(block=False, wait_reading=True) == (0, "slow")
+        assert reader.take(block=False, wait_reading=0.01) is None  # and long enough
+        assert reader.take(block=False, wait_reading=10) == (0, "slow")
         assert arrived.wait(5)
-        assert reader.take(block=False, wait_reading=True) is None
+        assert reader.take(block=False, wait_reading=10) is None
         release.set()
         assert reader.take() == (1, "late")
     finally:

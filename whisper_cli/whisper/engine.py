@@ -76,6 +76,8 @@ GAP = 3.0  # seconds of silence between two files in a packed window (less: more
 READ_AHEAD = 8  # files read and waiting for the model, at most (beyond the batch in work)
 READ_AHEAD_SECONDS = 3600.0  # and audio waiting, at most (its features: 115 MB an hour)
 PACKINGS = 2  # windows a piece may be packed into before it is decoded alone
+# eager and packing: the most an input already come but still being read holds up a round
+READ_WAIT = 0.5  # seconds
 
 Found = tuple[PendingSegment, DecodingResult]
 
@@ -172,7 +174,7 @@ def transcribe_files(
             # eager: what has been read (or, when packing, is being read) is taken first, so
             # that files that came together (a burst of requests) are packed together; then,
             # with nothing read waiting, what there is is decoded
-            item = reader.take(block=not eager, wait_reading=engine.packs)
+            item = reader.take(block=not eager, wait_reading=READ_WAIT if engine.packs else 0.0)
             if item is None:
                 if engine.busy():
                     yield from engine.round()

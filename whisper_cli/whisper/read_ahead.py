@@ -4,6 +4,7 @@ while the model works on the ones before, a bounded number (and amount of audio)
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -67,15 +68,17 @@ class ReadAhead:
             self._reading = False
             self._changed.notify_all()
 
-    def take(self, block: bool = True, wait_reading: bool = False) -> Any:
+    def take(self, block: bool = True, wait_reading: float = 0.0) -> Any:
         """The next (key, result), `END` after the last; or, when not blocking, None if
-        nothing waits (and, with `wait_reading`, nothing is being read: an item being read
-        has come, and is waited for)."""
+        nothing waits. Not blocking, an item being read (it has come) is waited for up to
+        `wait_reading` seconds."""
+        deadline = time.monotonic() + wait_reading
         with self._changed:
             while not self._waiting:
-                if not block and not (wait_reading and self._reading):
+                left = deadline - time.monotonic()
+                if not block and not (self._reading and left > 0):
                     return None
-                self._changed.wait()
+                self._changed.wait(None if block else left)
             item, seconds = self._waiting.popleft()
             self._seconds -= seconds
             self._changed.notify_all()
