@@ -472,15 +472,18 @@ def test_with_pack_requests_read_together_share_windows(
     tiny_model, spool, tmp_path, monkeypatch, packed_windows
 ):
     """`serve --pack`: requests with a language that wait together are packed into windows;
-    each still gets its own transcript, on its own clock. Without a language, none is."""
+    each still gets its own transcript, on its own clock, and an upload that does not decode
+    among them only its own 400. Without a language, none is packed."""
     from whisper_cli.whisper import engine
 
     packed = packed_windows
     monkeypatch.setattr(engine, "speech_chunks", _everything)
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
     paths = _tones(tmp_path, 4)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\0" * 40)  # a WAV header cut short
 
-    def ask(path: Path, language: str | None) -> dict:
+    def ask(path: Path, language: str | None) -> httpx.Response:
         with path.open("rb") as audio:
             fields = {"response_format": "verbose_json"}
             if language is not None:
@@ -491,15 +494,21 @@ def test_with_pack_requests_read_together_share_windows(
                 data=fields,
                 timeout=120,
             )
-        assert response.status_code == 200, response.text
-        return response.json()
+        return response
 
     with running_server(tiny_model, pack=True) as url:
         for language in ("en", None):
             packed.clear()
-            with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                answers = list(pool.map(ask, paths * 2, [language] * 8))
-            for path, answer in zip(paths * 2, answers, strict=True):
+            asked = [*paths, bad, *paths]
+            with concurrent.futures.ThreadPoolExecutor(9) as pool:
+                responses = list(pool.map(ask, asked, [language] * 9))
+            failed = responses.pop(4)
+            assert failed.status_code == 400
+            message = failed.json()["error"]["message"]
+            assert "bad.wav" in message and "\n" not in message
+            for path, response in zip(paths * 2, responses, strict=True):
+                assert response.status_code == 200, response.text
+                answer = response.json()
                 duration = soundfile.info(path).duration
                 assert answer["duration"] == pytest.approx(duration, abs=0.01)
                 assert all(0 <= s["start"] <= s["end"] <= duration for s in answer["segments"])
