@@ -95,6 +95,13 @@ def test_nonsense_is_a_usage_error(tmp_path, args):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
 
 
+def test_serve_pack_needs_batches(tmp_path):
+    result = invoke("serve", "-m", tmp_path / "no-model", "--pack", "--batch-size", "1")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1 and "--pack" in lines[0] and "--batch-size" in lines[0]
+
+
 @pytest.mark.parametrize("value", ["1", "1.0", "0.7"])
 def test_temperatures_up_to_1_are_fine(captured, value):
     assert parse(captured, "--temperature", value).options.temperatures[0] == float(value)

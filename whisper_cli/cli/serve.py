@@ -129,6 +129,8 @@ def serve(
     http://127.0.0.1:8000/v1/audio/transcriptions`, or with the openai package:
     `OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="KEY")`.
     """
+    if pack and batch_size == 1:
+        raise typer.BadParameter("it needs --batch-size 2 or more", param_hint="'--pack'")
     ui = Ui(debug=debug)
     missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
