@@ -8,9 +8,9 @@ cut into speech chunks as in batched mode (`batched.speech_chunks`). Then:
 - A file whose speech is one chunk of at most `PACK_SECONDS` is a *piece*: pieces of the same
   language are glued into one window, `GAP` seconds of silence apart, and decoded as one audio.
   Each segment goes back to the file whose span holds it, with its times moved to that file's
-  clock (`pieces`). Where that cannot be guaranteed, the pieces are packed once more, then decoded each
-  alone: a segment that straddles two files, a window that stopped before its last piece, a
-  piece that got no text or whose own text is too repetitive, or a window whose
+  clock (`pieces`). Where that cannot be guaranteed, the pieces are packed once more, then
+  decoded each alone: a segment that straddles two files, a window that stopped before its last
+  piece, a piece that got no text or whose own text is too repetitive, or a window whose
   log-probability called for temperature fallback or that looked silent (so that each file
   keeps its own no-speech check and fallback).
 - Every other chunk (longer files; pieces decoded alone) runs its own seek loop, as in batched
