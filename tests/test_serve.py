@@ -565,3 +565,38 @@ def test_the_readme_examples_run(server, client, wav):
         done = subprocess.run([*curl, "-sS", "-f"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip()
+
+
+def test_the_command_says_what_it_serves_and_stops_on_ctrl_c(tiny_checkpoint, wav):
+    """`whisper-cli serve` as a user starts it: one line on stderr naming the model and the
+    address, requests answered, and Ctrl-C (SIGINT) ends it cleanly."""
+    import signal
+
+    port = free_port()
+    command = [sys.executable, "-m", "whisper_cli", "serve", "-m", str(tiny_checkpoint)]
+    command += ["--port", str(port), "--device", "cpu", "--threads", "1"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            assert _wait_until(lambda: _healthy(port), 120), "the server did not start"
+            with wav.open("rb") as audio:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+                    files={"file": ("tone.wav", audio)},
+                    data={"language": "en", "temperature": "0"},
+                    timeout=120,
+                )
+            assert answer.status_code == 200, answer.text
+        finally:
+            server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 0, stderr
+    address = f"http://127.0.0.1:{port}"
+    assert stderr.splitlines()[0] == f"serving {tiny_checkpoint} on {address} (Ctrl-C stops)"
+    assert "Traceback" not in stderr
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

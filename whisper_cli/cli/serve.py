@@ -159,5 +159,5 @@ def serve(
         pack=pack,
         allow_webhooks=allow_webhooks,
     )
-    ui.info(f"serving {loaded.name} on http://{host}:{port} (Ctrl-C stops)")
+    ui.notice(f"serving {loaded.name} on http://{host}:{port} (Ctrl-C stops)")
     run_server(loaded, served, host, port)
