@@ -54,6 +54,22 @@ def test_a_folder_is_transcribed_together_and_a_bad_file_is_reported(tmp_path, t
     assert not list(out.glob("*.lock")) and not list(out.glob("*.tmp*"))
 
 
+@pytest.mark.parametrize("language", [None, "en"])
+def test_a_terminal_is_told_that_a_language_lets_short_files_share_windows(
+    tmp_path, tiny_checkpoint, monkeypatch, language
+):
+    from whisper_cli.cli.ui import Ui
+
+    monkeypatch.setattr(Ui, "interactive", property(lambda self: True))
+    options = fast(tiny_checkpoint)[:-2] + (["-l", language] if language else [])
+    folder = _folder(tmp_path, seconds=(1.0, 1.5))
+    out = tmp_path / "out"
+    result = invoke("transcribe", *options, "--batch-size", "2", "-f", "txt", "-o", out, folder)
+    assert result.exit_code == 0, result.output
+    hinted = "--language lets them share windows" in result.stderr
+    assert hinted is (language is None)
+
+
 def test_json_lines_name_each_file_whatever_order_they_finish_in(tmp_path, tiny_checkpoint):
     folder = _folder(tmp_path)
     result = invoke(

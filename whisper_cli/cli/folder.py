@@ -67,6 +67,12 @@ def run_many(
             job, reason = refused.pop(0)
             batch.skip(job.display, reason)
 
+    detected = options.decoding.language is None and whisper.tokenizer.multilingual
+    if detected and len(jobs) > 1 and ui.interactive:  # a hint a script's log need not hold
+        ui.notice(
+            "each file's language is detected on its own audio, so short files are not packed "
+            "together; --language lets them share windows"
+        )
     stream = transcribe_files(whisper, claimed_jobs(), options, read_samples)
     try:
         with many_progress(ui, len(jobs)) as progress:
