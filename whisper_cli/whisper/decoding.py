@@ -55,7 +55,7 @@ def verify_options(options: DecodingOptions, tokenizer: Tokenizer) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# logit filters: each masks the logits of the next token, (B, n_vocab), in place
+# token decoders: pick the next tokens (the logit filters, which mask them first: logit_filters)
 
 
 class TokenDecoder:

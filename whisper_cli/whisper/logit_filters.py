@@ -10,6 +10,8 @@ from torch import Tensor
 
 from whisper_cli.whisper.tokenizer import Tokenizer
 
+# each filter masks the logits of the next token, (B, n_vocab), in place
+
 
 class LogitFilter:
     def apply(self, logits: Tensor, tokens: Tensor) -> None:
