@@ -191,6 +191,14 @@ def tiny_model(tiny_checkpoint: Path):
     return load_model(tiny_checkpoint, device="cpu")
 
 
+def whole_recording(detector, duration: float, max_seconds: float = 30.0) -> list[tuple[int, int]]:
+    """Speech chunks (`speech_chunks`'s signature): the whole recording, whatever voice
+    activity detection hears (a tone holds no speech for it)."""
+    from whisper_cli.constants import FRAMES_PER_SECOND
+
+    return [(0, round(duration * FRAMES_PER_SECOND))]
+
+
 @pytest.fixture()
 def packed_windows(monkeypatch) -> list[int]:
     """The number of files in each window the many-files engine packs, as it packs them."""

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import whole_recording
 from tests.test_cli import CLI, errors, fast, invoke, tone
 from whisper_cli.cli.ui import EXIT_INTERRUPTED, EXIT_TERMINATED
-from whisper_cli.constants import FRAMES_PER_SECOND
 from whisper_cli.whisper import engine
 
 
@@ -22,11 +22,7 @@ from whisper_cli.whisper import engine
 def speech_everywhere(monkeypatch):
     """A tone holds no speech for the voice detector: call all of it speech, so that the
     random-weight model decodes every file."""
-    monkeypatch.setattr(
-        engine,
-        "speech_chunks",
-        lambda detector, duration, max_seconds=30.0: [(0, round(duration * FRAMES_PER_SECOND))],
-    )
+    monkeypatch.setattr(engine, "speech_chunks", whole_recording)
 
 
 def _folder(tmp_path, seconds=(1.0, 2.0, 1.5, 3.0)):

@@ -26,8 +26,8 @@ import openai
 import pytest
 import soundfile
 
+from tests.conftest import whole_recording
 from tests.serve_helpers import free_port, running_server
-from whisper_cli.constants import FRAMES_PER_SECOND
 
 KEY = "test-key"
 
@@ -49,11 +49,6 @@ def spool(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("spool")
 
 
-def _everything(detector, duration, max_seconds=30.0):
-    """Speech chunks: the whole recording, whatever voice activity detection hears."""
-    return [(0, round(duration * FRAMES_PER_SECOND))]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model, spool):
     """The server, uploads spooled to `spool`; a tone holds no speech for the voice detector,
@@ -62,8 +57,8 @@ def server(tiny_model, spool):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tempfile, "tempdir", str(spool))
-        patch.setattr(engine, "speech_chunks", _everything)
-        patch.setattr(batched, "speech_chunks", _everything)
+        patch.setattr(engine, "speech_chunks", whole_recording)
+        patch.setattr(batched, "speech_chunks", whole_recording)
         with running_server(tiny_model, api_key=KEY, max_upload_bytes=200_000) as url:
             yield url
 
@@ -476,8 +471,7 @@ def test_with_pack_requests_read_together_share_windows(
     among them only its own 400. Without a language, none is packed."""
     from whisper_cli.whisper import engine
 
-    packed = packed_windows
-    monkeypatch.setattr(engine, "speech_chunks", _everything)
+    monkeypatch.setattr(engine, "speech_chunks", whole_recording)
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
     paths = _tones(tmp_path, 4)
     bad = tmp_path / "bad.wav"
@@ -488,17 +482,16 @@ def test_with_pack_requests_read_together_share_windows(
             fields = {"response_format": "verbose_json"}
             if language is not None:
                 fields["language"] = language
-            response = httpx.post(
+            return httpx.post(
                 f"{url}/v1/audio/transcriptions",
                 files={"file": (path.name, audio)},
                 data=fields,
                 timeout=120,
             )
-        return response
 
     with running_server(tiny_model, pack=True) as url:
         for language in ("en", None):
-            packed.clear()
+            packed_windows.clear()
             asked = [*paths, bad, *paths]
             with concurrent.futures.ThreadPoolExecutor(9) as pool:
                 responses = list(pool.map(ask, asked, [language] * 9))
@@ -512,7 +505,7 @@ def test_with_pack_requests_read_together_share_windows(
                 duration = soundfile.info(path).duration
                 assert answer["duration"] == pytest.approx(duration, abs=0.01)
                 assert all(0 <= s["start"] <= s["end"] <= duration for s in answer["segments"])
-            assert (max(packed, default=0) > 1) is (language is not None), language
+            assert (max(packed_windows, default=0) > 1) is (language is not None), language
     assert list(spool.iterdir()) == []
 
 
